@@ -1,0 +1,1 @@
+"""sessionlens.instrumentation."""

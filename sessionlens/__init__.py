@@ -1,0 +1,1 @@
+"""sessionlens: see LLM applications as sessions, on OpenTelemetry and ClickHouse."""
