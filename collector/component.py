@@ -13,7 +13,7 @@ like ``30m`` become seconds) and the pipeline wires the created components in or
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NewType, Protocol
 
 if TYPE_CHECKING:
     from sessionlens.collector.pdata import Span
@@ -44,3 +44,18 @@ class Host(Protocol):
     def database(self) -> str:
         """The ClickHouse database the exporter writes to."""
         ...
+
+
+Duration = NewType("Duration", float)
+"""A config field in seconds; the YAML may say ``30m``, ``200ms``, ``1h`` or a number of seconds."""
+
+
+class ExportUnavailable(Exception):
+    """Spans could not be made durable now (spool full, storage trouble): retry later.
+
+    The receiver answers UNAVAILABLE with RetryInfo carrying ``retry_after`` seconds.
+    """
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
