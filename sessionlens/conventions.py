@@ -137,3 +137,118 @@ def property_attribute(header: str) -> str | None:
         if lowered.startswith(prefix) and len(lowered) > len(prefix):
             return PROPERTY_PREFIX + lowered[len(prefix) :]
     return None
+
+
+# --- attributes the collector's processors add ------------------------------------------
+
+SESSION_KEY: Final = "sessionlens.session.key"
+"""Hash of an auto-session's key (never the raw user, address or agent): lets the
+autosession processor rebuild its state from stored spans after a restart."""
+TRUNCATED_ATTRIBUTES: Final = "sessionlens.truncated_attributes"
+"""How many attribute values of the span the collector truncated to its size limit."""
+DROPPED_ATTRIBUTES: Final = "sessionlens.dropped_attributes_count"
+"""How many attributes the collector dropped beyond its count limit (OTLP's
+``dropped_attributes_count``, which the clickhouseexporter table has no column for)."""
+
+# --- names of other instrumentations and deprecated GenAI names (normalize processor) ---
+
+_PROVIDER_VALUES: Final[dict[str, str]] = {
+    # deprecated gen_ai.system values -> current gen_ai.provider.name values
+    "az.ai.inference": "azure.ai.inference",
+    "az.ai.openai": "azure.ai.openai",
+    "gemini": "gcp.gemini",
+    "vertex_ai": "gcp.vertex_ai",
+    "watsonx": "ibm.watsonx.ai",
+    "xai": "x_ai",
+    # OpenLLMetry, OpenInference and Vercel AI spellings (looked up lower-cased)
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "azure": "azure.ai.openai",
+    "azure-openai": "azure.ai.openai",
+    "bedrock": "aws.bedrock",
+    "amazon-bedrock": "aws.bedrock",
+    "aws": "aws.bedrock",
+    "google": "gcp.gemini",
+    "vertexai": "gcp.vertex_ai",
+    "mistral": "mistral_ai",
+    "mistralai": "mistral_ai",
+    "cohere": "cohere",
+    "deepseek": "deepseek",
+    "groq": "groq",
+    "perplexity": "perplexity",
+}
+
+_OPENINFERENCE_KINDS: Final[dict[str, str]] = {
+    "llm": "chat",
+    "embedding": "embeddings",
+    "agent": "invoke_agent",
+    "tool": "execute_tool",
+    # kinds that are no GenAI operation: keep the attribute, set no operation
+    "chain": "",
+    "retriever": "",
+    "reranker": "",
+    "guardrail": "",
+    "evaluator": "",
+    "unknown": "",
+}
+
+INSTRUMENTATION_ALIASES: Final[dict[str, tuple[str, ...]]] = {
+    PROVIDER: ("llm.provider", "llm.system", "ai.model.provider"),
+    OPERATION: ("llm.request.type", "openinference.span.kind", "langfuse.observation.type"),
+    REQUEST_MODEL: ("llm.model_name", "ai.model.id", "langfuse.observation.model.name"),
+    RESPONSE_MODEL: ("ai.response.model",),
+    CACHE_READ_INPUT_TOKENS: (
+        "gen_ai.usage.cache_read_input_tokens",
+        "llm.token_count.prompt_details.cache_read",
+    ),
+    CACHE_CREATION_INPUT_TOKENS: (
+        "gen_ai.usage.cache_write.input_tokens",
+        "gen_ai.usage.cache_creation_input_tokens",
+        "llm.token_count.prompt_details.cache_write",
+    ),
+    ENVIRONMENT: ("langfuse.environment",),
+    "gen_ai.request.seed": ("gen_ai.openai.request.seed",),
+    "gen_ai.output.type": ("gen_ai.openai.request.response_format",),
+    "openai.request.service_tier": ("gen_ai.openai.request.service_tier",),
+    "openai.response.service_tier": ("gen_ai.openai.response.service_tier",),
+    "openai.response.system_fingerprint": ("gen_ai.openai.response.system_fingerprint",),
+}
+"""Beyond SPEC §2's ``ALIASES``: names the OpenLLMetry, OpenInference, Vercel AI, Langfuse
+and Anthropic SDK instrumentations use, and GenAI attributes the semantic conventions
+renamed. Same shape as ``ALIASES``. (Vercel AI's ``ai.usage.*`` is left out on purpose: it
+sits on the wrapping ``ai.generateText`` span as well, so it would count tokens twice.)"""
+
+VALUE_ALIASES: Final[dict[str, dict[str, str]]] = {
+    "gen_ai.system": _PROVIDER_VALUES,
+    "llm.provider": _PROVIDER_VALUES,
+    "llm.system": _PROVIDER_VALUES,
+    "ai.model.provider": _PROVIDER_VALUES,
+    "llm.request.type": {
+        "chat": "chat",
+        "completion": "text_completion",
+        "embedding": "embeddings",
+        "rerank": "",
+        "unknown": "",
+    },
+    "openinference.span.kind": _OPENINFERENCE_KINDS,
+    "langfuse.observation.type": {
+        "generation": "chat",
+        "embedding": "embeddings",
+        "agent": "invoke_agent",
+        "tool": "execute_tool",
+        "span": "",
+        "event": "",
+        "chain": "",
+        "retriever": "",
+        "evaluator": "",
+        "guardrail": "",
+    },
+    "gen_ai.openai.request.response_format": {
+        "text": "text",
+        "json_object": "json",
+        "json_schema": "json",
+    },
+}
+"""Value renames for an alias, keyed by the alias (looked up lower-cased, then by the part
+before the first dot, as in Vercel AI's ``openai.chat``). A value not listed is copied as
+it is; a value mapped to ``""`` sets no canonical attribute."""

@@ -1,0 +1,173 @@
+"""The ``normalize`` processor: other instrumentations' names → canonical keys, and limits.
+
+For every span (and each distinct resource of a batch):
+
+- Aliases (SPEC §2 ``conventions.ALIASES`` and ``conventions.INSTRUMENTATION_ALIASES``:
+  OpenLLMetry, OpenInference, Vercel AI, Langfuse, the Anthropic SDK and deprecated GenAI
+  names) are copied to their canonical key, with value renames from
+  ``conventions.VALUE_ALIASES`` (``gen_ai.system=az.ai.openai`` → ``gen_ai.provider.name=
+  azure.ai.openai``). A canonical key already present wins; among aliases the first listed
+  wins. The alias attribute itself is kept: normalizing is lossless, so queries and
+  dashboards written against another instrumentation's names keep working and nothing a
+  user sent is lost; the cost is a few duplicated values per span.
+- Limits: at most ``max_attributes`` attributes as received (the first ones in arrival
+  order, like the OpenTelemetry SDK; the rest dropped and counted in
+  ``sessionlens.dropped_attributes_count``). Canonical copies and the markers of the
+  collector's processors come on top of the limit, so they are never the ones dropped.
+  Values longer than ``max_attribute_value_size`` **bytes of UTF-8** (the storage limit is
+  bytes, and a byte cap bounds memory however wide the characters) are cut at a character
+  boundary; ``sessionlens.truncated_attributes`` counts them.
+- Text: the receiver decodes invalid UTF-8 with ``errors="replace"``; any lone surrogate
+  still in a key or value (e.g. from ``surrogateescape`` decoding) becomes U+FFFD, so every
+  string can be encoded as UTF-8 by the exporter.
+
+Span attribute dicts are changed in place; a resource dict (shared by the spans of one
+OTLP ResourceSpans) is never mutated: when it needs a change, its spans get one normalized
+copy per distinct resource of the batch.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from itertools import islice
+
+from sessionlens import conventions as c
+from sessionlens.collector.pdata import Span
+
+TYPE = "normalize"
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@dataclass
+class Config:
+    max_attribute_value_size: int = 65536
+    """Bytes (UTF-8) per attribute value; longer values are truncated."""
+    max_attributes: int = 128
+    """Attributes kept per span, resource or event, as received."""
+
+
+def _alias_table() -> dict[str, tuple[str, dict[str, str] | None]]:
+    """alias -> (canonical key, value renames), in order of preference."""
+    table: dict[str, tuple[str, dict[str, str] | None]] = {}
+    for aliases_of in (c.ALIASES, c.INSTRUMENTATION_ALIASES):
+        for canonical, aliases in aliases_of.items():
+            for alias in aliases:
+                table.setdefault(alias, (canonical, c.VALUE_ALIASES.get(alias)))
+    return table
+
+
+def _rename_value(value: str, renames: dict[str, str]) -> str:
+    lowered = value.lower()
+    renamed = renames.get(lowered)
+    if renamed is None:
+        renamed = renames.get(lowered.partition(".")[0], value)
+    return renamed
+
+
+class NormalizeProcessor:
+    """Canonical names, attribute limits and valid text; stateless, safe from any thread."""
+
+    def __init__(self, config: Config) -> None:
+        if config.max_attribute_value_size < 1:
+            raise ValueError(
+                f"normalize: max_attribute_value_size must be at least 1 byte, "
+                f"got {config.max_attribute_value_size}"
+            )
+        if config.max_attributes < 1:
+            raise ValueError(
+                f"normalize: max_attributes must be at least 1, got {config.max_attributes}"
+            )
+        self._max_bytes = config.max_attribute_value_size
+        # A string of n characters is at most 4n bytes of UTF-8, so up to this many
+        # characters no value needs encoding to check its size.
+        self._safe_chars = config.max_attribute_value_size // 4
+        self._max_attributes = config.max_attributes
+        self._aliases = _alias_table()
+        self._alias_keys = frozenset(self._aliases)
+        self._rank = {alias: i for i, alias in enumerate(self._aliases)}
+
+    def start(self, host: object) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+    def process(self, spans: list[Span]) -> list[Span]:
+        resources: dict[int, dict[str, str]] = {}  # id(original) -> normalized, this batch
+        for span in spans:
+            span.attributes = self._normalize(span.attributes)
+            resource = span.resource
+            normalized = resources.get(id(resource))
+            if normalized is None:
+                normalized = resources[id(resource)] = self._normalize_resource(resource)
+            span.resource = normalized
+            for event in span.events:
+                event.attributes = self._limit(event.attributes)
+        return spans
+
+    def _normalize(self, attrs: dict[str, str]) -> dict[str, str]:
+        attrs = self._limit(attrs)
+        if not self._alias_keys.isdisjoint(attrs):
+            self._apply_aliases(attrs)
+        return attrs
+
+    def _normalize_resource(self, resource: dict[str, str]) -> dict[str, str]:
+        if self._is_clean(resource) and self._alias_keys.isdisjoint(resource):
+            return resource
+        return self._normalize(dict(resource))
+
+    def _apply_aliases(self, attrs: dict[str, str]) -> None:
+        aliases = self._aliases
+        for alias in sorted(self._alias_keys.intersection(attrs), key=self._rank.__getitem__):
+            canonical, renames = aliases[alias]
+            if canonical in attrs:
+                continue
+            value = attrs[alias]
+            if renames is not None:
+                value = _rename_value(value, renames)
+            if value:
+                attrs[canonical] = value
+
+    def _is_clean(self, attrs: dict[str, str]) -> bool:
+        """True when no limit or text rule applies (the common case, checked in C loops)."""
+        values = attrs.values()
+        return (
+            len(attrs) <= self._max_attributes
+            and (not attrs or max(map(len, values)) <= self._safe_chars)
+            and all(map(str.isascii, values))
+            and all(map(str.isascii, attrs))
+        )
+
+    def _limit(self, attrs: dict[str, str]) -> dict[str, str]:
+        """``attrs`` within the limits and free of lone surrogates (the same dict if it was)."""
+        if self._is_clean(attrs):
+            return attrs
+        dropped = len(attrs) - self._max_attributes
+        if dropped > 0:
+            attrs = dict(islice(attrs.items(), self._max_attributes))
+        result: dict[str, str] = {}
+        truncated = 0
+        for key, value in attrs.items():
+            if not key.isascii():
+                key = _SURROGATE.sub("\ufffd", key)
+            if not value.isascii():
+                value = _SURROGATE.sub("\ufffd", value)
+            if len(value) > self._safe_chars:
+                encoded = value.encode("utf-8")
+                if len(encoded) > self._max_bytes:
+                    # Cutting bytes may split a character: drop the partial tail.
+                    value = encoded[: self._max_bytes].decode("utf-8", "ignore")
+                    truncated += 1
+            result[key] = value
+        if truncated:
+            result[c.TRUNCATED_ATTRIBUTES] = str(truncated)
+        if dropped > 0:
+            result[c.DROPPED_ATTRIBUTES] = str(dropped)
+        return result
+
+
+def create(config: Config, host: object = None) -> NormalizeProcessor:
+    """A normalize processor for ``config``; raises ValueError on a limit below 1."""
+    return NormalizeProcessor(config)

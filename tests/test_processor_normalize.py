@@ -1,0 +1,165 @@
+"""The normalize processor: aliases → canonical keys, value renames, limits, valid text."""
+
+from __future__ import annotations
+
+import pytest
+
+from sessionlens import conventions as c
+from sessionlens.collector.pdata import Event, Span
+from sessionlens.processors import normalize
+
+
+def make_span(attributes: dict[str, str], resource: dict[str, str] | None = None) -> Span:
+    return Span(
+        trace_id=b"\x01" * 16,
+        span_id=b"\x02" * 8,
+        parent_span_id=b"",
+        name="chat gpt-4o",
+        kind=3,
+        start_time_unix_nano=1_000,
+        end_time_unix_nano=2_000,
+        attributes=attributes,
+        resource={} if resource is None else resource,
+    )
+
+
+def run(spans: list[Span], **config) -> list[Span]:
+    return normalize.create(normalize.Config(**config), None).process(spans)
+
+
+def test_spec_aliases_become_canonical_and_the_alias_is_kept():
+    span = make_span(
+        {
+            "langfuse.session.id": "s-1",
+            "enduser.id": "u-1",
+            "gen_ai.usage.prompt_tokens": "12",
+            "gen_ai.usage.completion_tokens": "5",
+            "llm.cost.total": "0.25",
+        }
+    )
+    (out,) = run([span])
+    a = out.attributes
+    assert a[c.SESSION_ID] == "s-1"
+    assert a[c.USER_ID] == "u-1"
+    assert a[c.INPUT_TOKENS] == "12"
+    assert a[c.OUTPUT_TOKENS] == "5"
+    assert a[c.COST] == "0.25"
+    assert a["langfuse.session.id"] == "s-1"  # lossless
+    assert a["gen_ai.usage.prompt_tokens"] == "12"
+
+
+def test_canonical_key_wins_over_aliases_and_first_alias_wins_among_them():
+    span = make_span(
+        {
+            c.SESSION_ID: "canonical",
+            "gen_ai.conversation.id": "conv",
+            "traceloop.association.properties.user_id": "later-alias",
+            "enduser.id": "first-alias",
+        }
+    )
+    (out,) = run([span])
+    assert out.attributes[c.SESSION_ID] == "canonical"
+    assert out.attributes[c.USER_ID] == "first-alias"
+
+
+@pytest.mark.parametrize(
+    ("alias", "value", "canonical", "expected"),
+    [
+        ("gen_ai.system", "az.ai.openai", c.PROVIDER, "azure.ai.openai"),
+        ("gen_ai.system", "vertex_ai", c.PROVIDER, "gcp.vertex_ai"),
+        ("gen_ai.system", "Anthropic", c.PROVIDER, "anthropic"),  # OpenLLMetry's spelling
+        ("gen_ai.system", "some-new-vendor", c.PROVIDER, "some-new-vendor"),
+        ("ai.model.provider", "openai.chat", c.PROVIDER, "openai"),  # Vercel AI
+        ("llm.provider", "mistralai", c.PROVIDER, "mistral_ai"),  # OpenInference
+        ("llm.request.type", "completion", c.OPERATION, "text_completion"),  # OpenLLMetry
+        ("openinference.span.kind", "LLM", c.OPERATION, "chat"),
+        ("langfuse.observation.type", "generation", c.OPERATION, "chat"),
+        ("llm.model_name", "gpt-4o", c.REQUEST_MODEL, "gpt-4o"),
+        ("llm.token_count.prompt", "7", c.INPUT_TOKENS, "7"),
+        ("gen_ai.usage.cache_write.input_tokens", "3", c.CACHE_CREATION_INPUT_TOKENS, "3"),
+        ("gen_ai.openai.request.response_format", "json_object", "gen_ai.output.type", "json"),
+        ("ai.telemetry.metadata.sessionId", "v-1", c.SESSION_ID, "v-1"),
+    ],
+)
+def test_instrumentation_names_and_value_renames(alias, value, canonical, expected):
+    (out,) = run([make_span({alias: value})])
+    assert out.attributes[canonical] == expected
+    assert out.attributes[alias] == value
+
+
+def test_a_value_that_names_no_operation_sets_none():
+    (out,) = run([make_span({"openinference.span.kind": "CHAIN"})])
+    assert c.OPERATION not in out.attributes
+
+
+def test_resource_is_normalized_as_a_copy_shared_by_its_spans():
+    resource = {"deployment.environment": "prod", c.SERVICE_NAME: "app"}
+    spans = [make_span({}, resource), make_span({}, resource)]
+    out = run(spans)
+    assert out[0].resource[c.ENVIRONMENT] == "prod"
+    assert out[0].resource is out[1].resource  # one copy per distinct resource
+    assert c.ENVIRONMENT not in resource  # the shared original is untouched
+
+
+def test_clean_resource_is_not_copied():
+    resource = {c.SERVICE_NAME: "app"}
+    (out,) = run([make_span({}, resource)])
+    assert out.resource is resource
+
+
+def test_long_values_are_truncated_to_bytes_at_a_character_boundary():
+    span = make_span({"ascii": "a" * 100, "wide": "é" * 60, "short": "ok"})
+    (out,) = run([span], max_attribute_value_size=64)
+    a = out.attributes
+    assert a["ascii"] == "a" * 64
+    assert a["wide"] == "é" * 32  # 2 bytes each: 32 fit in 64 bytes
+    assert len("é" * 60) == 60 and len(a["wide"].encode()) == 64
+    assert a["short"] == "ok"
+    assert a[c.TRUNCATED_ATTRIBUTES] == "2"
+
+
+def test_split_multibyte_character_is_dropped_not_mangled():
+    (out,) = run([make_span({"k": "a€€"})], max_attribute_value_size=5)  # 1 + 3 + 3 bytes
+    assert out.attributes["k"] == "a€"
+
+
+def test_attribute_count_is_capped_keeping_the_first_in_arrival_order():
+    attrs = {f"k{i}": str(i) for i in range(10)}
+    attrs["enduser.id"] = "u-1"  # beyond the cap: dropped, so no canonical copy either
+    (out,) = run([make_span(attrs)], max_attributes=4)
+    a = out.attributes
+    assert [k for k in a if k.startswith("k")] == ["k0", "k1", "k2", "k3"]
+    assert a[c.DROPPED_ATTRIBUTES] == "7"
+    assert c.USER_ID not in a
+
+
+def test_canonical_copies_come_on_top_of_the_cap():
+    (out,) = run([make_span({"enduser.id": "u", "x": "1"})], max_attributes=2)
+    assert out.attributes[c.USER_ID] == "u"
+    assert c.DROPPED_ATTRIBUTES not in out.attributes
+
+
+def test_lone_surrogates_become_replacement_characters_in_keys_and_values():
+    bad = b"caf\xe9".decode("utf-8", "surrogateescape")
+    span = make_span({"v": bad, bad: "x", "ok": "ünïcode"})
+    span.events.append(Event(time_unix_nano=1, name="e", attributes={"m": bad}))
+    (out,) = run([span])
+    for attrs in (out.attributes, out.events[0].attributes):
+        for key, value in attrs.items():
+            (key + value).encode("utf-8")  # would raise on a lone surrogate
+    assert out.attributes["v"] == "caf\ufffd"
+    assert out.attributes["caf\ufffd"] == "x"
+    assert out.attributes["ok"] == "ünïcode"
+
+
+def test_clean_span_is_left_as_it_is():
+    attrs = {c.SESSION_ID: "s", c.INPUT_TOKENS: "1"}
+    span = make_span(attrs)
+    (out,) = run([span])
+    assert out.attributes is attrs and attrs == {c.SESSION_ID: "s", c.INPUT_TOKENS: "1"}
+
+
+@pytest.mark.parametrize("field", ["max_attribute_value_size", "max_attributes"])
+def test_bad_limits_are_rejected_with_the_field_name(field):
+    with pytest.raises(ValueError, match=field):
+        normalize.create(normalize.Config(**{field: 0}), None)
