@@ -1,0 +1,112 @@
+"""The ``cost`` processor: prices LLM spans that carry no ``gen_ai.usage.cost``.
+
+An LLM span is one whose ``gen_ai.operation.name`` is a model inference
+(``conventions.LLM_OPERATIONS``), or one that reports tokens and is not an agent or tool
+span (``conventions.AGENT_OPERATIONS``). Its model is the response model, else the request
+model; prices, the model-name rule and the formula are ``sessionlens.schema.prices``, the
+same the schema's views use, so a stored cost and a cost the views compute agree. A cost the
+span carries wins. An unknown model gets no cost attribute (the views count it as 0 and list
+the model as unpriced); so does a span with malformed token counts.
+
+The cost is written as a plain decimal string (no exponent) so any reader parses it.
+Runs after ``normalize``, which maps other instrumentations' token and cost names.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from sessionlens import conventions as c
+from sessionlens.collector.pdata import Span
+from sessionlens.schema.prices import PriceFileError, canonical_model, cost_usd, load_prices
+
+TYPE = "cost"
+
+_MODEL_CACHE_SIZE = 10_000
+"""Distinct model names remembered; model names are few, this only bounds a flood of junk."""
+
+
+@dataclass
+class Config:
+    prices_file: str = ""
+    """A price file in the schema's ``prices.json`` format; empty: the shipped prices."""
+
+
+def format_cost(usd: float) -> str:
+    """``usd`` as a decimal string to 1e-12 USD, without exponent or trailing zeros."""
+    text = f"{usd:.12f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+class CostProcessor:
+    """Adds ``gen_ai.usage.cost`` to priced LLM spans; safe to call from several threads."""
+
+    def __init__(self, config: Config) -> None:
+        try:
+            self._prices = load_prices(config.prices_file or None)
+        except (OSError, PriceFileError) as exc:
+            raise ValueError(
+                f"cost: cannot use prices_file {config.prices_file!r}: {exc}; "
+                "fix the file or leave prices_file empty for the shipped prices"
+            ) from exc
+        # model name as spans report it -> price-table key, or None when not priced.
+        # Dict reads and writes are atomic under the GIL; a race only computes a key twice.
+        self._keys: dict[str, str | None] = {}
+        self._lock = threading.Lock()
+
+    def start(self, host: object) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+    def _price_key(self, model: str) -> str | None:
+        try:
+            return self._keys[model]
+        except KeyError:
+            pass
+        key = canonical_model(model, self._prices)
+        found = key if key in self._prices else None
+        with self._lock:
+            if len(self._keys) >= _MODEL_CACHE_SIZE:
+                self._keys.clear()
+            self._keys[model] = found
+        return found
+
+    def process(self, spans: list[Span]) -> list[Span]:
+        prices = self._prices
+        for span in spans:
+            a = span.attributes
+            if c.COST in a:
+                continue
+            operation = a.get(c.OPERATION)
+            if operation not in c.LLM_OPERATIONS and (
+                operation in c.AGENT_OPERATIONS
+                or (c.INPUT_TOKENS not in a and c.OUTPUT_TOKENS not in a)
+            ):
+                continue
+            model = a.get(c.RESPONSE_MODEL) or a.get(c.REQUEST_MODEL)
+            if not model:
+                continue
+            key = self._price_key(model)
+            if key is None:
+                continue
+            try:
+                usd = cost_usd(
+                    prices,
+                    key,
+                    int(a.get(c.INPUT_TOKENS, 0)),
+                    int(a.get(c.OUTPUT_TOKENS, 0)),
+                    int(a.get(c.CACHE_READ_INPUT_TOKENS, 0)),
+                )
+            except ValueError:  # a token count that is no non-negative integer
+                continue
+            if usd is not None:
+                a[c.COST] = format_cost(usd)
+        return spans
+
+
+def create(config: Config, host: object = None) -> CostProcessor:
+    """A cost processor; raises ValueError naming the file when ``prices_file`` is unusable."""
+    return CostProcessor(config)

@@ -1,0 +1,119 @@
+"""The cost processor: prices LLM spans without a cost, with the schema's prices and formula."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sessionlens import conventions as c
+from sessionlens.collector.pdata import Span
+from sessionlens.processors import cost
+from sessionlens.schema.prices import cost_usd, load_prices
+
+
+def make_span(attributes: dict[str, str]) -> Span:
+    return Span(
+        trace_id=b"\x01" * 16,
+        span_id=b"\x02" * 8,
+        parent_span_id=b"",
+        name="llm",
+        kind=3,
+        start_time_unix_nano=1,
+        end_time_unix_nano=2,
+        attributes=attributes,
+        resource={},
+    )
+
+
+def priced(attributes: dict[str, str], config: cost.Config | None = None) -> dict[str, str]:
+    processor = cost.create(config or cost.Config(), None)
+    return processor.process([make_span(attributes)])[0].attributes
+
+
+def test_llm_span_gets_the_schema_formula_cost_as_a_decimal_string():
+    a = priced(
+        {
+            c.OPERATION: "chat",
+            c.REQUEST_MODEL: "gpt-4o",
+            c.INPUT_TOKENS: "1000",
+            c.OUTPUT_TOKENS: "200",
+            c.CACHE_READ_INPUT_TOKENS: "400",
+        }
+    )
+    expected = cost_usd(load_prices(), "gpt-4o", 1000, 200, 400)
+    assert expected and float(a[c.COST]) == pytest.approx(expected, abs=1e-12)
+    assert "e" not in a[c.COST]
+
+
+def test_response_model_wins_and_dated_or_prefixed_names_resolve():
+    a = priced(
+        {
+            c.OPERATION: "chat",
+            c.REQUEST_MODEL: "gpt-4o",
+            c.RESPONSE_MODEL: "openai/gpt-4o-mini-2024-07-18",
+            c.INPUT_TOKENS: "1000000",
+            c.OUTPUT_TOKENS: "0",
+        }
+    )
+    assert float(a[c.COST]) == pytest.approx(load_prices()["gpt-4o-mini"].input_per_mtok)
+
+
+def test_a_cost_the_span_carries_wins():
+    a = priced({c.OPERATION: "chat", c.REQUEST_MODEL: "gpt-4o", c.INPUT_TOKENS: "9", c.COST: "1.5"})
+    assert a[c.COST] == "1.5"
+
+
+def test_tokens_without_operation_count_as_llm_span_but_agent_spans_do_not():
+    assert c.COST in priced({c.REQUEST_MODEL: "gpt-4o", c.INPUT_TOKENS: "10"})
+    assert c.COST not in priced(
+        {c.OPERATION: "invoke_agent", c.REQUEST_MODEL: "gpt-4o", c.INPUT_TOKENS: "10"}
+    )
+    assert c.COST not in priced({c.REQUEST_MODEL: "gpt-4o"})  # no operation, no tokens
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {c.OPERATION: "chat", c.REQUEST_MODEL: "no-such-model-xyz", c.INPUT_TOKENS: "10"},
+        {c.OPERATION: "chat", c.INPUT_TOKENS: "10"},  # no model at all
+        {c.OPERATION: "chat", c.REQUEST_MODEL: "gpt-4o", c.INPUT_TOKENS: "ten"},
+        {c.OPERATION: "chat", c.REQUEST_MODEL: "gpt-4o", c.INPUT_TOKENS: "-3"},
+    ],
+)
+def test_unknown_model_or_bad_tokens_set_no_cost(attributes):
+    assert c.COST not in priced(attributes)
+
+
+def test_llm_operation_without_tokens_costs_zero():
+    assert float(priced({c.OPERATION: "chat", c.REQUEST_MODEL: "gpt-4o"})[c.COST]) == 0.0
+
+
+def test_prices_file_override(tmp_path):
+    path = tmp_path / "prices.json"
+    doc = {
+        "source": "test",
+        "as_of": "2026-01-01",
+        "models": {"house-model": {"input": 2, "output": 4, "cached_input": 1}},
+    }
+    path.write_text(json.dumps(doc))
+    config = cost.Config(prices_file=str(path))
+    a = priced({c.OPERATION: "chat", c.REQUEST_MODEL: "House-Model", c.INPUT_TOKENS: "500000",
+                c.OUTPUT_TOKENS: "250000"}, config)
+    assert a[c.COST] == "2.0"
+    assert c.COST not in priced({c.OPERATION: "chat", c.REQUEST_MODEL: "gpt-4o"}, config)
+
+
+@pytest.mark.parametrize("content", [None, "{not json"])
+def test_unusable_prices_file_is_a_clear_error(tmp_path, content):
+    path = tmp_path / "prices.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ValueError, match="prices_file"):
+        cost.create(cost.Config(prices_file=str(path)), None)
+
+
+def test_format_cost_never_uses_an_exponent():
+    assert cost.format_cost(3.75e-05) == "0.0000375"
+    assert cost.format_cost(0.0) == "0.0"
+    assert cost.format_cost(12.5) == "12.5"
