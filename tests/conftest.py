@@ -28,3 +28,42 @@ def database(chdb_url: str):
     yield name
     client.command(f"DROP DATABASE IF EXISTS {name} SYNC")
     client.close()
+
+
+class RecordingExporter:
+    """A test-local pipeline exporter: keeps what it was given; can be told to fail."""
+
+    def __init__(self) -> None:
+        self.batches: list[list] = []
+        self.fail_with: Exception | None = None
+
+    @property
+    def spans(self) -> list:
+        return [span for batch in self.batches for span in batch]
+
+    def export(self, spans: list) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.batches.append(list(spans))
+
+
+@pytest.fixture
+def recording_exporter(monkeypatch: pytest.MonkeyPatch) -> RecordingExporter:
+    """Registers exporter type ``recording`` for collector configs; returns its instance."""
+    import dataclasses
+    import sys
+    import types
+
+    from sessionlens.collector import config
+
+    recorder = RecordingExporter()
+    module = types.ModuleType("sessionlens_test_recording")
+
+    @dataclasses.dataclass
+    class Config:
+        pass
+
+    module.TYPE, module.Config, module.create = "recording", Config, lambda config, host: recorder
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(config.REGISTRY["exporters"], "recording", module.__name__)
+    return recorder
