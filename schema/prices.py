@@ -82,7 +82,7 @@ def canonical_model(name: str, priced: Container[str] | None = None) -> str:
     given and that name is not in it, a trailing date suffix is dropped as well, so
     ``claude-3-5-sonnet-20241022`` finds ``claude-3-5-sonnet``.
     """
-    key = _PROVIDER_PREFIX.sub("", name.strip().lower(), count=1)
+    key = _PROVIDER_PREFIX.sub("", name.lower(), count=1)
     if priced is not None and key not in priced:
         undated = _DATE_SUFFIX.sub("", key, count=1)
         if undated in priced:

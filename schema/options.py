@@ -1,0 +1,69 @@
+"""The deployment knobs of the schema, named as the Collector's clickhouseexporter names them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sessionlens.schema.expressions import ident
+
+
+@dataclass(frozen=True)
+class TableEngine:
+    """A MergeTree-family engine: ``name`` (e.g. ``ReplicatedMergeTree``) and its ``params``."""
+
+    name: str = "MergeTree"
+    params: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name.endswith("MergeTree") or not self.name.isidentifier():
+            raise ValueError(
+                f"table_engine {self.name!r} is not a MergeTree-family engine "
+                "(use MergeTree, ReplicatedMergeTree, SharedMergeTree …)"
+            )
+
+    @property
+    def replicated(self) -> bool:
+        return self.name.startswith("Replicated")
+
+    def render(self, variant: str = "", *extra: str) -> str:
+        """The engine clause for a ``variant`` (``Aggregating``, ``Replacing``) of this family."""
+        name = self.name.removesuffix("MergeTree") + variant + "MergeTree"
+        args = [a for a in (self.params, *extra) if a]
+        return f"{name}({', '.join(args)})"
+
+
+@dataclass(frozen=True)
+class SchemaOptions:
+    """Where and how the schema is created.
+
+    ``ttl`` is in seconds (0 = keep forever); ``inactivity_timeout`` (seconds) is how long
+    after its last activity a session still shows as ``active``.
+    """
+
+    database: str = "otel"
+    traces_table_name: str = "otel_traces"
+    ttl: float = 0
+    cluster_name: str = ""
+    table_engine: TableEngine = field(default_factory=TableEngine)
+    inactivity_timeout: float = 1800
+
+    def __post_init__(self) -> None:
+        ident(self.database)
+        ident(self.traces_table_name)
+        if self.cluster_name:
+            ident(self.cluster_name)
+        if self.ttl < 0 or self.inactivity_timeout <= 0:
+            raise ValueError("ttl must be >= 0 and inactivity_timeout > 0 (seconds)")
+
+    def table(self, name: str) -> str:
+        """``database.name``, quoted."""
+        return f"{ident(self.database)}.{ident(name)}"
+
+    @property
+    def on_cluster(self) -> str:
+        return f" ON CLUSTER {ident(self.cluster_name)}" if self.cluster_name else ""
+
+    def ttl_clause(self, column: str) -> str:
+        if not self.ttl:
+            return ""
+        return f"TTL toDateTime({column}) + toIntervalSecond({int(self.ttl)})\n"
