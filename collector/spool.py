@@ -55,8 +55,9 @@ class Spool:
             raise ValueError(f"spool max size must be positive, got {max_bytes} bytes")
         self.directory = os.path.abspath(directory)
         self.max_bytes = max_bytes
-        # Disk use is uncommitted records plus at most one partly committed segment.
-        self.segment_bytes = segment_bytes or max(1 << 20, min(64 << 20, max_bytes // 16))
+        # Disk use is uncommitted records plus at most one partly committed segment;
+        # a segment whose records are all committed is deleted.
+        self.segment_bytes = segment_bytes or max(64 << 10, min(64 << 20, max_bytes // 16))
         self._lock = threading.Lock()
         self._entries: dict[int, _Entry] = {}  # uncommitted records by seq
         self._segments: dict[int, int] = {}  # first seq -> file size
@@ -258,11 +259,13 @@ class Spool:
             for seq in [s for s in self._entries if s <= last]:
                 del self._entries[seq]
             self._write_state()
+            if not self._entries:
+                self._close_writer()  # all written is stored: the next append starts a new segment
             for first in list(self._segments):
                 self._drop_if_committed(first)
 
     def _drop_if_committed(self, first: int) -> None:
-        if first == self._writer_segment and self._writer is not None:
+        if self._writer is not None and first == self._writer_segment:
             return
         later = [f for f in self._segments if f > first]
         end = min(later) - 1 if later else self._next_seq - 1

@@ -41,7 +41,11 @@ def test_commit_forgets_records_and_deletes_finished_segments(tmp_path):
     assert [seq for seq, _ in spool.pending()] == [5, 6]
     assert len(segments(tmp_path)) == 2
     spool.close()
-    assert [seq for seq, _ in Spool(str(tmp_path), max_bytes=1 << 20).pending()] == [5, 6]
+    again = Spool(str(tmp_path), max_bytes=1 << 20, segment_bytes=100)
+    assert [seq for seq, _ in again.pending()] == [5, 6]
+    again.commit(6)
+    assert segments(tmp_path) == [] and again.size_bytes == 0  # caught up: nothing left on disk
+    assert again.append(b"more", items=1) == 7
 
 
 def test_full_spool_refuses_until_commit_frees_space(tmp_path):
