@@ -21,6 +21,17 @@ class TableEngine:
                 "(use MergeTree, ReplicatedMergeTree, SharedMergeTree …)"
             )
 
+    @classmethod
+    def parse(cls, text: str) -> TableEngine:
+        """``Name`` or ``Name(params)``; empty text: plain MergeTree."""
+        text = text.strip()
+        if not text:
+            return cls()
+        name, _, params = text.partition("(")
+        if params and not params.endswith(")"):
+            raise ValueError(f"table_engine {text!r}: unbalanced parentheses")
+        return cls(name.strip(), params[:-1].strip())
+
     @property
     def replicated(self) -> bool:
         return self.name.startswith("Replicated")
@@ -36,18 +47,22 @@ class TableEngine:
 class SchemaOptions:
     """Where and how the schema is created.
 
-    ``ttl`` is in seconds (0 = keep forever); ``inactivity_timeout`` (seconds) is how long
-    after its last activity a session still shows as ``active``.
+    ``ttl`` is in seconds (0 = keep forever); ``table_engine`` may also be given as text
+    (``ReplicatedMergeTree('/path', '{replica}')``, empty = MergeTree);
+    ``inactivity_timeout`` (seconds) is how long after its last activity a session still
+    shows as ``active``.
     """
 
     database: str = "otel"
     traces_table_name: str = "otel_traces"
     ttl: float = 0
     cluster_name: str = ""
-    table_engine: TableEngine = field(default_factory=TableEngine)
+    table_engine: TableEngine | str = field(default_factory=TableEngine)
     inactivity_timeout: float = 1800
 
     def __post_init__(self) -> None:
+        if isinstance(self.table_engine, str):
+            object.__setattr__(self, "table_engine", TableEngine.parse(self.table_engine))
         ident(self.database)
         ident(self.traces_table_name)
         if self.cluster_name:

@@ -126,6 +126,12 @@ def test_bad_options_are_refused(kwargs):
         SchemaOptions(**kwargs)
 
 
+def test_table_engine_given_as_text_like_the_exporter_config():
+    assert SchemaOptions(table_engine="").table_engine == TableEngine()
+    engine = SchemaOptions(table_engine="ReplicatedMergeTree('/t/{table}', '{replica}')").table_engine
+    assert engine.render("Replacing", "v") == "ReplicatedReplacingMergeTree('/t/{table}', '{replica}', v)"
+
+
 def test_non_mergetree_engine_is_refused_with_a_hint():
     with pytest.raises(ValueError, match="MergeTree-family"):
         TableEngine("Log")
