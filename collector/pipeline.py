@@ -1,0 +1,132 @@
+"""One running traces pipeline: receivers → processors in order → exporter.
+
+A receiver calls :meth:`Pipeline.consume` and acknowledges its request only when that
+returns: by then the exporter's ``export`` has returned, so the spans are in ClickHouse or
+the exporter's fsynced spool. ``ExportUnavailable`` from anywhere downstream reaches the
+receiver, which answers UNAVAILABLE with RetryInfo.
+
+Processors are called one batch at a time each (a lock per processor: their state need
+not be thread-safe). A processor with a ``wrap(downstream)`` method (``batch``) is not
+called per batch but put in front of the rest of the chain, which it feeds itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sessionlens.collector.config import CollectorConfig, ComponentSpec
+from sessionlens.collector.pdata import Span
+
+log = logging.getLogger("sessionlens.collector")
+
+Consumer = Callable[[list[Span]], None]
+
+
+class PipelineHost:
+    """What components may ask of the running collector (``component.Host``)."""
+
+    def __init__(self) -> None:
+        self.exporter: Any = None
+        self.extensions: dict[str, Any] = {}
+
+    def storage_client(self):
+        """A new client on the exporter's storage, or None if the exporter has none."""
+        new_client = getattr(self.exporter, "new_client", None)
+        return new_client() if new_client is not None else None
+
+    @property
+    def database(self) -> str | None:
+        return getattr(self.exporter, "database", None)
+
+    def extension(self, component_id: str) -> Any:
+        """A started extension by its id (e.g. ``bearertokenauth``), or None."""
+        return self.extensions.get(component_id)
+
+
+def _serialized(processor: Any, downstream: Consumer) -> Consumer:
+    lock = threading.Lock()
+    process = processor.process
+
+    def consume(spans: list[Span]) -> None:
+        with lock:
+            spans = process(spans)
+        if spans:
+            downstream(spans)
+
+    return consume
+
+
+class Pipeline:
+    """Creates, starts and stops the configured components and links them."""
+
+    def __init__(self, config: CollectorConfig) -> None:
+        self.config = config
+        self.host = PipelineHost()
+        self._started: list[tuple[ComponentSpec, Any]] = []
+        self.consume: Consumer = self._not_started
+        self.receivers: list[Any] = []
+
+    @staticmethod
+    def _not_started(spans: list[Span]) -> None:
+        raise RuntimeError("pipeline not started")
+
+    def _create(self, spec: ComponentSpec) -> Any:
+        return spec.module.create(spec.config, self.host)
+
+    def _start(self, spec: ComponentSpec, component: Any, *args: Any) -> None:
+        start = getattr(component, "start", None)
+        if start is not None:
+            start(self.host, *args)
+        self._started.append((spec, component))
+
+    def start(self) -> None:
+        """Start extensions, the exporter, processors, then receivers (which go live last).
+
+        On failure everything started so far is shut down again and the error propagates.
+        """
+        try:
+            for spec in self.config.extensions:
+                extension = self._create(spec)
+                self._start(spec, extension)
+                self.host.extensions[spec.id] = extension
+            exporter_spec = self.config.exporter
+            exporter = self._create(exporter_spec)
+            self.host.exporter = exporter
+            self._start(exporter_spec, exporter)
+            processors = [(spec, self._create(spec)) for spec in self.config.processors]
+            for spec, processor in processors:
+                self._start(spec, processor)
+            consume: Consumer = exporter.export
+            for _, processor in reversed(processors):
+                wrap = getattr(processor, "wrap", None)
+                consume = wrap(consume) if wrap is not None else _serialized(processor, consume)
+            self.consume = consume
+            for spec in self.config.receivers:
+                receiver = self._create(spec)
+                self._start(spec, receiver, self.consume)
+                self.receivers.append(receiver)
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def endpoints(self) -> list[str]:
+        """Where the receivers listen, e.g. ``otlp grpc 127.0.0.1:4317``."""
+        return [e for r in self.receivers for e in getattr(r, "endpoints", lambda: [])()]
+
+    def shutdown(self) -> None:
+        """Stop in reverse start order: receivers stop taking requests, batches flush, the
+        exporter shuts down last. Errors are logged, not raised, so every component stops."""
+        while self._started:
+            spec, component = self._started.pop()
+            shutdown = getattr(component, "shutdown", None)
+            if shutdown is None:
+                continue
+            try:
+                shutdown()
+            except Exception:
+                log.exception("shutting down %s %s failed", spec.kind, spec.id)
+        self.consume = self._not_started
+        self.receivers.clear()

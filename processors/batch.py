@@ -1,0 +1,151 @@
+"""``batch``: group commit of concurrent requests' spans.
+
+Unlike the OpenTelemetry Collector's batch processor, which acknowledges spans as soon as
+they are queued (and loses them if the process dies), this one holds every request until
+the batch it joined has gone downstream: spans of concurrent requests are gathered until
+``send_batch_size`` spans are waiting or ``timeout`` has passed since the oldest arrived,
+handed on in one call (split at ``send_batch_max_size``), and each request is released
+with that call's outcome. So the receiver still acknowledges only exported spans, while
+storage sees large inserts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sessionlens.collector.component import Duration, ExportUnavailable, Host
+from sessionlens.collector.pdata import Span
+
+TYPE = "batch"
+
+Consumer = Callable[[list[Span]], None]
+
+
+@dataclass
+class Config:
+    send_batch_size: int = 8192
+    """Spans waiting that trigger a downstream call without waiting for ``timeout``."""
+    send_batch_max_size: int = 0
+    """Upper bound of one downstream call (0: no bound)."""
+    timeout: Duration = Duration(0.2)
+    """Longest a span waits for others before its batch goes downstream."""
+    max_queued_spans: int = 262_144
+    """Spans waiting at most; beyond it requests are refused (UNAVAILABLE) to bound memory."""
+
+    def __post_init__(self) -> None:
+        if self.send_batch_size < 1:
+            raise ValueError("send_batch_size must be at least 1")
+        if self.send_batch_max_size and self.send_batch_max_size < self.send_batch_size:
+            raise ValueError("send_batch_max_size must be 0 or at least send_batch_size")
+        if self.max_queued_spans < self.send_batch_size:
+            raise ValueError("max_queued_spans must be at least send_batch_size")
+
+
+class _Request:
+    __slots__ = ("spans", "arrived", "done", "error")
+
+    def __init__(self, spans: list[Span]) -> None:
+        self.spans = spans
+        self.arrived = time.monotonic()
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    """Gathers concurrent calls into batches; each call returns when its batch is done."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._downstream: Consumer | None = None
+        self._pending: list[_Request] = []
+        self._queued = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def wrap(self, downstream: Consumer) -> Consumer:
+        """The consumer to call upstream of this processor; batches go to ``downstream``."""
+        self._downstream = downstream
+        return self.consume
+
+    def start(self, host: Host | None = None) -> None:
+        self._thread = threading.Thread(target=self._run, name="batch", daemon=True)
+        self._thread.start()
+
+    def consume(self, spans: list[Span]) -> None:
+        """Queue ``spans``; return once they went downstream, or raise what it raised."""
+        if not spans:
+            return
+        request = _Request(spans)
+        with self._cond:
+            if self._stopping:
+                raise ExportUnavailable("the collector is shutting down", retry_after=5.0)
+            if self._queued and self._queued + len(spans) > self._config.max_queued_spans:
+                raise ExportUnavailable(
+                    f"collector overloaded: {self._queued} spans waiting for storage",
+                    retry_after=1.0,
+                )
+            self._pending.append(request)
+            self._queued += len(spans)
+            self._cond.notify()
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+
+    def shutdown(self) -> None:
+        """Send everything queued downstream, then stop."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _take(self) -> list[_Request] | None:
+        """Wait for a batch to be due and take its requests (None: stopped and drained)."""
+        config = self._config
+        with self._cond:
+            while not self._pending:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            deadline = self._pending[0].arrived + config.timeout
+            while self._queued < config.send_batch_size and not self._stopping:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            limit = config.send_batch_max_size or config.max_queued_spans
+            taken, count = [], 0
+            for request in self._pending:
+                if taken and count + len(request.spans) > limit:
+                    break
+                taken.append(request)
+                count += len(request.spans)
+            del self._pending[: len(taken)]
+            self._queued -= count
+            return taken
+
+    def _run(self) -> None:
+        while (requests := self._take()) is not None:
+            self._send(requests)
+
+    def _send(self, requests: list[_Request]) -> None:
+        # One request larger than send_batch_max_size goes down in several calls.
+        limit = self._config.send_batch_max_size
+        spans = [span for request in requests for span in request.spans]
+        error: BaseException | None = None
+        try:
+            for start in range(0, len(spans), limit or len(spans)):
+                self._downstream(spans[start : start + limit] if limit else spans)
+        except BaseException as exc:  # every waiting request gets the outcome
+            error = exc
+        for request in requests:
+            request.error = error
+            request.done.set()
+
+
+def create(config: Config, host: Host | None = None) -> GroupCommit:
+    return GroupCommit(config)
