@@ -1,0 +1,358 @@
+"""The ClickHouse exporter: spans become rows of ``otel_traces``, losslessly.
+
+``export()`` makes a batch durable before it returns: it drops spans already seen
+(a client retrying after a lost ack), writes the batch's columns to the fsynced spool and
+returns. A background inserter moves spool records into ClickHouse in order, as columnar
+inserts of the OpenTelemetry Collector clickhouseexporter's columns (the session columns
+are derived in the table itself). Each insert carries a deduplication token naming its
+spool records, so an insert repeated after a crash or a lost reply adds nothing to the
+table or to the materialized views fed by it. While ClickHouse is unreachable the spool
+grows up to its limit; beyond it ``export()`` raises :class:`ExportUnavailable`.
+"""
+
+from __future__ import annotations
+
+import logging
+import marshal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sessionlens import conventions
+from sessionlens.collector import storage
+from sessionlens.collector.component import Duration, ExportUnavailable
+from sessionlens.collector.spool import Spool, SpoolFull
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+    from sessionlens.collector.component import Host
+    from sessionlens.collector.pdata import Span
+
+log = logging.getLogger(__name__)
+
+TYPE = "clickhouse"
+
+COLUMNS = (
+    "Timestamp",
+    "TraceId",
+    "SpanId",
+    "ParentSpanId",
+    "TraceState",
+    "SpanName",
+    "SpanKind",
+    "ServiceName",
+    "ResourceAttributes",
+    "ScopeName",
+    "ScopeVersion",
+    "SpanAttributes",
+    "Duration",
+    "StatusCode",
+    "StatusMessage",
+    "Events.Timestamp",
+    "Events.Name",
+    "Events.Attributes",
+    "Links.TraceId",
+    "Links.SpanId",
+    "Links.TraceState",
+    "Links.Attributes",
+)
+"""The columns written, in the order of the clickhouseexporter's traces insert."""
+
+# As the clickhouseexporter renders them (pdata's SpanKind.String() / StatusCode.String()).
+SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
+STATUS_CODES = ("Unset", "Ok", "Error")
+
+_INSERT_SETTINGS = {
+    # Rows of a replayed block must not reach the session rollup twice either.
+    "deduplicate_blocks_in_dependent_materialized_views": 1,
+    # Asynchronous inserts deduplicate differently: keep every insert a block of its own.
+    "async_insert": 0,
+}
+
+
+@dataclass
+class SpoolConfig:
+    directory: str = "./data/spool"
+    max_size_mib: int = 1024
+
+
+@dataclass
+class Config:
+    """The clickhouseexporter's knobs plus the spool, deduplication and insert batching."""
+
+    endpoint: str = storage.DEFAULT_URL
+    database: str = "otel"
+    traces_table_name: str = "otel_traces"
+    ttl: Duration = Duration(0)  # 0: keep spans forever
+    cluster_name: str = ""
+    table_engine: str = ""  # e.g. ReplicatedMergeTree; empty: the schema's default
+    create_schema: bool = True
+    timeout: Duration = Duration(5.0)  # how long shutdown() keeps draining the spool
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
+    dedup_window: int = 262_144  # recent span ids remembered to drop retried spans
+    insert_max_spans: int = 50_000  # spans per ClickHouse insert, at most
+    insert_interval: Duration = Duration(0.2)  # wait up to this long to fill an insert
+    retry_max_interval: Duration = Duration(5.0)  # longest pause between failed inserts
+
+
+def create(config: Config, host: Host | None = None) -> ClickHouseExporter:
+    return ClickHouseExporter(config)
+
+
+def to_columns(spans: list[Span]) -> tuple[list, ...]:
+    """The ``COLUMNS`` of ``spans`` as column lists (timestamps in ns since the epoch)."""
+    cols: tuple[list, ...] = tuple([] for _ in COLUMNS)
+    (ts, trace_id, span_id, parent, state, name, kind, service, res, scope, scope_v, attrs,
+     duration, status, status_msg, ev_ts, ev_name, ev_attrs, ln_trace, ln_span, ln_state,
+     ln_attrs) = cols
+    n_kinds, n_codes = len(SPAN_KINDS), len(STATUS_CODES)
+    for s in spans:
+        ts.append(s.start_time_unix_nano)
+        trace_id.append(s.trace_id.hex())
+        span_id.append(s.span_id.hex())
+        parent.append(s.parent_span_id.hex())
+        state.append(s.trace_state)
+        name.append(s.name)
+        kind.append(SPAN_KINDS[s.kind] if 0 <= s.kind < n_kinds else "")
+        service.append(s.resource.get(conventions.SERVICE_NAME, ""))
+        res.append(s.resource)
+        scope.append(s.scope_name)
+        scope_v.append(s.scope_version)
+        attrs.append(s.attributes)
+        duration.append(max(0, s.end_time_unix_nano - s.start_time_unix_nano))
+        status.append(STATUS_CODES[s.status_code] if 0 <= s.status_code < n_codes else "")
+        status_msg.append(s.status_message)
+        events, links = s.events, s.links
+        ev_ts.append([e.time_unix_nano for e in events])
+        ev_name.append([e.name for e in events])
+        ev_attrs.append([e.attributes for e in events])
+        ln_trace.append([link.trace_id.hex() for link in links])
+        ln_span.append([link.span_id.hex() for link in links])
+        ln_state.append([link.trace_state for link in links])
+        ln_attrs.append([link.attributes for link in links])
+    return cols
+
+
+class _RecentIds:
+    """A bounded set of recent span keys: two generations, the older dropped when the newer fills."""
+
+    def __init__(self, capacity: int) -> None:
+        self._half = max(1, capacity // 2)
+        self._new: set[bytes] = set()
+        self._old: set[bytes] = set()
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._new or key in self._old
+
+    def update(self, keys: set[bytes]) -> None:
+        self._new |= keys
+        if len(self._new) >= self._half:
+            self._old, self._new = self._new, set()
+
+
+class ClickHouseExporter:
+    """Durable, deduplicating span writer into ``otel_traces`` (see the module docstring)."""
+
+    def __init__(self, config: Config) -> None:
+        if config.insert_max_spans < 1:
+            raise ValueError("insert_max_spans must be at least 1")
+        if config.spool.max_size_mib <= 0:
+            raise ValueError("spool.max_size_mib must be positive")
+        self.config = config
+        self._client: Client | None = None
+        self._spool: Spool | None = None
+        self._recent = _RecentIds(config.dedup_window)
+        self._lock = threading.Lock()  # export(): dedup check, spool append, dedup update
+        self._wake = threading.Event()  # spans were spooled
+        self._stopping = threading.Event()  # shutdown began: cut pauses short
+        self._closing = False
+        self._deadline = 0.0
+        self._thread: threading.Thread | None = None
+        # Columns of recently appended records, so the inserter need not decode them again.
+        self._cache: dict[int, tuple[list, ...]] = {}
+        self._cache_spans = 0
+        self.last_error: str | None = None
+        """The last insert failure, cleared by the next successful insert."""
+
+    @property
+    def database(self) -> str:
+        return self.config.database
+
+    def new_client(self) -> Client:
+        """A new clickhouse-connect client on the same storage, for other components."""
+        return storage.connect(self.config.endpoint, database=self.config.database)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def start(self, host: Host | None = None) -> None:
+        """Open storage (creating the schema if configured), open the spool, start inserting.
+
+        Raises :class:`storage.StorageError` if ClickHouse cannot be reached.
+        """
+        self._client = storage.connect(self.config.endpoint)
+        if self.config.create_schema:
+            from sessionlens.schema import migrate
+
+            migrate.apply(
+                self._client,
+                migrate.SchemaOptions(
+                    database=self.config.database,
+                    traces_table_name=self.config.traces_table_name,
+                    ttl=self.config.ttl,
+                    cluster_name=self.config.cluster_name,
+                    table_engine=self.config.table_engine,
+                ),
+            )
+        self._spool = Spool(self.config.spool.directory, self.config.spool.max_size_mib << 20)
+        self._remember_spooled_ids()
+        self._thread = threading.Thread(target=self._run, name="clickhouse-inserter", daemon=True)
+        self._thread.start()
+
+    def _remember_spooled_ids(self) -> None:
+        """Spans spooled by a previous process may be retried by clients that lost the ack."""
+        for seq, _ in self._spool.pending():
+            cols = marshal.loads(self._spool.read(seq))
+            trace_ids, span_ids = cols[COLUMNS.index("TraceId")], cols[COLUMNS.index("SpanId")]
+            self._recent.update({bytes.fromhex(t + s) for t, s in zip(trace_ids, span_ids)})
+
+    def shutdown(self) -> None:
+        """Stop accepting spans; drain the spool for up to ``timeout``; keep the rest on disk."""
+        self._closing = True
+        self._deadline = time.monotonic() + self.config.timeout
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(self.config.timeout + 1.0)
+            if self._thread.is_alive():
+                log.warning("the ClickHouse insert still runs at shutdown; its spans stay in the spool")
+        if self._spool is not None:
+            pending = self._spool.pending()
+            if pending:
+                log.warning(
+                    "%d spans stay in the spool %s until the next start",
+                    sum(items for _, items in pending), self._spool.directory,
+                )
+            if self._thread is None or not self._thread.is_alive():
+                self._spool.close()
+        if self._client is not None and (self._thread is None or not self._thread.is_alive()):
+            self._client.close()
+
+    # --- the hot path ----------------------------------------------------------------
+
+    def export(self, spans: list[Span]) -> None:
+        """Return once ``spans`` are durable; raise :class:`ExportUnavailable` if they cannot be now."""
+        if self._closing or self._spool is None:
+            raise ExportUnavailable("the ClickHouse exporter is not running", retry_after=1.0)
+        with self._lock:
+            fresh: list[Span] = []
+            keys: set[bytes] = set()
+            recent = self._recent
+            for span in spans:
+                key = span.trace_id + span.span_id
+                if key in recent or key in keys:
+                    continue
+                keys.add(key)
+                fresh.append(span)
+            if not fresh:
+                return
+            cols = to_columns(fresh)
+            try:
+                seq = self._spool.append(marshal.dumps(cols), len(fresh))
+            except SpoolFull as exc:
+                raise ExportUnavailable(
+                    f"{exc}; ClickHouse is not keeping up or unreachable"
+                    + (f" (last error: {self.last_error})" if self.last_error else ""),
+                    retry_after=self.config.retry_max_interval,
+                ) from exc
+            except OSError as exc:
+                raise ExportUnavailable(f"cannot write the spool: {exc}", retry_after=1.0) from exc
+            recent.update(keys)
+            if self._cache_spans < self.config.insert_max_spans:
+                self._cache[seq] = cols
+                self._cache_spans += len(fresh)
+        self._wake.set()
+
+    # --- the background inserter ------------------------------------------------------
+
+    def _run(self) -> None:
+        spool = self._spool
+        failures = 0
+        last_insert = 0.0
+        while True:
+            now = time.monotonic()
+            if self._closing and now >= self._deadline:
+                return
+            batch = spool.inflight  # a range begun before a failure or a crash: repeat it exactly
+            if batch is None:
+                pending = spool.pending(self.config.insert_max_spans)
+                if not pending:
+                    if self._closing:
+                        return
+                    self._wake.wait()
+                    self._wake.clear()
+                    continue
+                wait = last_insert + self.config.insert_interval - now
+                full = sum(items for _, items in pending) >= self.config.insert_max_spans
+                if wait > 0 and not full and not self._closing:
+                    self._stopping.wait(wait)  # gather a bigger insert: fewer, larger parts
+                    continue
+                batch = (pending[0][0], pending[-1][0])
+                spool.begin(*batch)
+            last_insert = time.monotonic()
+            try:
+                self._insert(*batch)
+            except Exception as exc:  # any failure: keep the records, retry the same block
+                failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                pause = min(self.config.retry_max_interval, 0.05 * 2**failures)
+                if failures == 1 or failures % 20 == 0:
+                    log.warning("ClickHouse insert failed (%d in a row), retrying: %s", failures, self.last_error)
+                self._reset_client()
+                self._pause(pause)
+                continue
+            if failures:
+                log.info("ClickHouse inserts succeed again after %d failures", failures)
+            failures, self.last_error = 0, None
+            spool.commit(batch[1])
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep between retries; cut short when shutdown begins, bounded by its deadline after."""
+        if self._closing:
+            time.sleep(min(seconds, max(0.0, self._deadline - time.monotonic())))
+        else:
+            self._stopping.wait(seconds)
+
+    def _insert(self, first: int, last: int) -> None:
+        cols: tuple[list, ...] | None = None
+        for seq in range(first, last + 1):
+            with self._lock:
+                part = self._cache.pop(seq, None)
+                if part is not None:
+                    self._cache_spans -= len(part[0])
+            if part is None:
+                part = marshal.loads(self._spool.read(seq))
+            if cols is None:
+                cols = part
+            else:
+                for column, more in zip(cols, part):
+                    column.extend(more)
+        if self._client is None:
+            self._client = storage.connect(self.config.endpoint)
+        self._client.insert(
+            table=self.config.traces_table_name,
+            database=self.config.database,
+            data=cols,
+            column_names=COLUMNS,
+            column_oriented=True,
+            settings={**_INSERT_SETTINGS, "insert_deduplication_token": f"{self._spool.id}:{first}-{last}"},
+        )
+
+    def _reset_client(self) -> None:
+        """A server connection may be broken after a failure: reconnect on the next attempt."""
+        if storage.embedded_path(self.config.endpoint) is None and self._client is not None:
+            try:
+                self._client.close()
+            finally:
+                self._client = None
