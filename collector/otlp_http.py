@@ -169,7 +169,7 @@ class HttpServer:
             ) from None
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="otlp-http", daemon=True
+            target=self._server.serve_forever, args=(0.05,), name="otlp-http", daemon=True
         )
         self._thread.start()
 
