@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -250,3 +254,71 @@ def test_export_after_shutdown_is_unavailable(make_exporter):
 def test_bad_config_is_rejected(bad):
     with pytest.raises(ValueError):
         chx.create(chx.Config(**bad), None)
+
+
+# A process that acknowledges batches on stdout ("load"), or drains the spool and reports
+# how often each span id is stored ("drain"); each on its own embedded store.
+CRASH_CHILD = r"""
+import json, sys
+from sessionlens.collector import clickhouse_exporter as chx
+from sessionlens.collector.pdata import Span
+
+url, spool_dir, mode = sys.argv[1:4]
+config = chx.Config(endpoint=url, spool=chx.SpoolConfig(directory=spool_dir), insert_interval=0.0,
+                    insert_max_spans=600, timeout=60.0)
+left = 0
+if mode == "drain":  # what the killed process left in the spool
+    from sessionlens.collector.spool import Spool
+    spool = Spool(spool_dir, 1 << 30)
+    left = sum(items for _, items in spool.pending())
+    spool.close()
+exporter = chx.create(config, None)
+exporter.start(None)
+if mode == "load":
+    batch = 0
+    while True:
+        exporter.export([
+            Span(trace_id=(n // 4 + 1).to_bytes(16, "big"), span_id=(n + 1).to_bytes(8, "big"),
+                 parent_span_id=b"", name="chat", kind=3, start_time_unix_nano=10**18 + n,
+                 end_time_unix_nano=10**18 + n + 1000, attributes={"session.id": f"s{batch % 7}"},
+                 resource={"service.name": "crash"})
+            for n in range(batch * 200, batch * 200 + 200)
+        ])
+        print(batch, flush=True)  # acknowledged
+        batch += 1
+exporter.shutdown()  # drains everything within the timeout
+rows = exporter.new_client().query(
+    "SELECT reinterpretAsUInt64(reverse(unhex(SpanId))) - 1, count() FROM otel.otel_traces GROUP BY SpanId"
+).result_rows
+print(json.dumps({"left": left, "pending": len(exporter._spool.pending()), "counts": rows}))
+"""
+
+
+def test_kill_9_loses_no_acknowledged_span_and_doubles_none(tmp_path):
+    url, spool = f"chdb://{tmp_path / 'store'}", str(tmp_path / "spool")
+    load = subprocess.Popen(
+        [sys.executable, "-c", CRASH_CHILD, url, spool, "load"], stdout=subprocess.PIPE, text=True
+    )
+    acked: list[int] = []
+    try:
+        for line in load.stdout:
+            acked.append(int(line))
+            if len(acked) >= 60:
+                break
+    finally:
+        load.send_signal(signal.SIGKILL)  # mid-load: appends, inserts and commits are all in flight
+        rest, _ = load.communicate(timeout=30)
+    acked += [int(line) for line in rest.splitlines() if line.strip().isdigit()]
+    assert len(acked) >= 60, "the loader died before acknowledging anything"
+
+    drain = subprocess.run(
+        [sys.executable, "-c", CRASH_CHILD, url, spool, "drain"], capture_output=True, text=True, timeout=120
+    )
+    assert drain.returncode == 0, drain.stderr
+    report = json.loads(drain.stdout.splitlines()[-1])
+    stored = dict(report["counts"])
+    assert report["pending"] == 0
+    assert report["left"] > 0, "the kill found nothing in the spool: nothing was replayed"
+    assert all(times == 1 for times in stored.values()), "a span was stored twice"
+    missing = [n for b in acked for n in range(b * 200, b * 200 + 200) if n not in stored]
+    assert missing == [], f"{len(missing)} acknowledged spans lost"
