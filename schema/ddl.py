@@ -118,11 +118,7 @@ def traces_table(o: SchemaOptions) -> list[str]:
     # The span's own cost wins; otherwise priced at read time (ALIAS), so a price
     # updated later applies to rows already stored.
     cost = priced_cost("Model", "InputTokens", "OutputTokens", "CacheReadTokens", n.dictionary_ref)
-    settings = "index_granularity = 8192, ttl_only_drop_parts = 1"
-    if not o.table_engine.replicated:
-        # Lets the exporter's insert_deduplication_token drop a replayed spool batch on a
-        # plain MergeTree too (Replicated engines deduplicate by default).
-        settings += ", non_replicated_deduplication_window = 10000"
+    settings = "index_granularity = 8192, ttl_only_drop_parts = 1" + o.dedup_setting
     traces = (
         f"CREATE TABLE IF NOT EXISTS {n.traces}{o.on_cluster} (\n"
         "    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),\n"
@@ -263,7 +259,8 @@ def session_tables(o: SchemaOptions) -> list[str]:
         f") ENGINE = {o.table_engine.render('Aggregating')}\n"
         "ORDER BY (Project, SessionId)\n"
         f"{o.ttl_clause('LastSeen')}"
-        "SETTINGS index_granularity = 8192"
+        # a replayed insert must not count twice in the rollup either
+        f"SETTINGS index_granularity = 8192{o.dedup_setting}"
     )
     llm = "IsLlmCall"
     unpriced = f"{llm} AND ReportedCostUsd IS NULL AND Model != ''"

@@ -78,6 +78,15 @@ class SchemaOptions:
     def on_cluster(self) -> str:
         return f" ON CLUSTER {ident(self.cluster_name)}" if self.cluster_name else ""
 
+    @property
+    def dedup_setting(self) -> str:
+        """Lets an ``insert_deduplication_token`` drop a replayed batch on a plain MergeTree
+        (the exporter's spool replay) in the table and in the tables its views feed;
+        Replicated engines deduplicate by default."""
+        if self.table_engine.replicated:
+            return ""
+        return ", non_replicated_deduplication_window = 10000"
+
     def ttl_clause(self, column: str) -> str:
         if not self.ttl:
             return ""

@@ -1,0 +1,226 @@
+"""The three session views over spans written the way a stock OTel Collector writes them.
+
+Only the clickhouseexporter's columns are inserted (attributes in the two maps); every
+session column, the rollup and the costs come from the schema itself.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from sessionlens.collector.storage import connect
+from sessionlens.schema.expressions import price_key
+from sessionlens.schema.migrate import SchemaOptions, apply
+from sessionlens.schema.prices import canonical_model, load_prices
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+MS = 1_000_000  # ns
+
+COLUMNS = [
+    "Timestamp", "TraceId", "SpanId", "ParentSpanId", "TraceState", "SpanName", "SpanKind",
+    "ServiceName", "ResourceAttributes", "ScopeName", "ScopeVersion", "SpanAttributes",
+    "Duration", "StatusCode", "StatusMessage",
+]
+ACME_PROD = {"service.name": "chatbot", "sessionlens.project": "acme",
+             "deployment.environment.name": "prod"}
+
+
+def span(start, trace, span_id, name, attrs, duration_ms, *, parent="", service="chatbot",
+         resource=ACME_PROD, status="Unset", message=""):
+    return [start, trace, span_id, parent, "", name, "Client", service, dict(resource),
+            "test", "1", {k: str(v) for k, v in attrs.items()}, duration_ms * MS, status, message]
+
+
+def chat(model, inp, out, **extra):
+    return {"gen_ai.operation.name": "chat", "gen_ai.request.model": model,
+            "gen_ai.usage.input_tokens": inp, "gen_ai.usage.output_tokens": out, **extra}
+
+
+A0 = NOW - timedelta(seconds=60)
+B_END = NOW - timedelta(minutes=31)  # just past the 30 min inactivity timeout
+D_END = NOW - timedelta(minutes=29)  # just within it
+SA = {"session.id": "S_A", "user.id": "alice", "sessionlens.session.name": "Ticket 42"}
+PLANNER = {**SA, "gen_ai.agent.id": "planner", "sessionlens.run.id": "r1"}
+RESEARCHER = {**SA, "gen_ai.agent.id": "researcher", "sessionlens.run.id": "r2"}
+SPANS = [
+    # S_A: an agent span wrapping LLM calls (its own tokens must not count), a retried call
+    span(A0, "tA1", "a0", "invoke_agent planner",
+         {**PLANNER, "gen_ai.operation.name": "invoke_agent", "gen_ai.usage.input_tokens": 5000},
+         10_000),
+    span(A0 + timedelta(seconds=1), "tA1", "a1", "chat gpt-4o",
+         {**PLANNER, **chat("gpt-4o-2024-08-06", 1000, 100),
+          "gen_ai.usage.cache_read.input_tokens": 200, "sessionlens.session.path": "plan/draft",
+          "gen_ai.response.finish_reasons": json.dumps(["stop"]),
+          "gen_ai.response.time_to_first_chunk": 0.25,
+          "gen_ai.input.messages": '[{"role":"user","parts":[{"type":"text","content":"hi"}]}]'},
+         1200, parent="a0"),
+    span(A0 + timedelta(seconds=3), "tA1", "a2", "chat gpt-4o-mini",
+         {**PLANNER, **chat("gpt-4o-mini", 0, 0)}, 300, parent="a0", status="Error",
+         message="429 rate limited"),
+    span(A0 + timedelta(seconds=4), "tA1", "a3", "chat gpt-4o-mini",
+         {**PLANNER, **chat("gpt-4o-mini", 500, 50)}, 800, parent="a0"),
+    span(A0 + timedelta(seconds=20), "tA2", "a4", "invoke_agent researcher",
+         {**RESEARCHER, "gen_ai.operation.name": "invoke_agent"}, 5_000),
+    # aliases a non-sessionlens instrumentation would write
+    span(A0 + timedelta(seconds=21), "tA2", "a5", "chat claude",
+         {**RESEARCHER, "gen_ai.operation.name": "chat", "gen_ai.system": "anthropic",
+          "gen_ai.request.model": "claude-3-5-sonnet-20241022",
+          "gen_ai.usage.prompt_tokens": 2000, "gen_ai.usage.completion_tokens": 300},
+         1500, parent="a4"),
+    # a span that carries its own cost: it wins over the price table
+    span(A0 + timedelta(seconds=23), "tA2", "a6", "chat gpt-4o",
+         {**RESEARCHER, **chat("gpt-4o", 1000, 100), "gen_ai.usage.cost": 0.5}, 900, parent="a4"),
+    # S_B: session and user through aliases, environment as an old-style resource key,
+    # an unknown model; last activity 31 minutes ago
+    span(B_END - timedelta(minutes=9), "tB1", "b1", "llm mystery",
+         {"langfuse.session.id": "S_B", "enduser.id": "bob", "gen_ai.request.model": "mystery-model",
+          "llm.token_count.prompt": 100, "llm.token_count.completion": 10},
+         2000, service="batch",
+         resource={"sessionlens.project": "acme", "deployment.environment": "staging"}),
+    span(B_END - timedelta(seconds=3), "tB2", "b2", "chat gemini",
+         {"langfuse.session.id": "S_B", "enduser.id": "bob", **chat("gemini-2.5-flash", 10000, 1000)},
+         3000, service="batch",
+         resource={"sessionlens.project": "acme", "deployment.environment": "staging"}),
+    # S_D: one call whose end is 29 minutes ago
+    span(D_END - timedelta(seconds=1), "tD", "d1", "chat gpt-4o-mini",
+         {"session.id": "S_D", "user.id": "carol", **chat("gpt-4o-mini", 100, 10)}, 1000),
+    # no session id at all (a stock writer with no sessionlens collector): a session per trace
+    span(NOW - timedelta(minutes=10), "tC", "c1", "chat", chat("openai/gpt-4o-mini", 1000, 100),
+         500, service="legacy", resource={"service.name": "legacy"}),
+]
+
+COST_A = (800 * 2.5 + 200 * 1.25 + 100 * 10) / 1e6 + (500 * 0.15 + 50 * 0.6) / 1e6 \
+    + (2000 * 3 + 300 * 15) / 1e6 + 0.5
+COST_B = (10000 * 0.30 + 1000 * 2.5) / 1e6
+COST_D = (100 * 0.15 + 10 * 0.6) / 1e6
+COST_C = (1000 * 0.15 + 100 * 0.6) / 1e6
+ALL_PARAMS = dict.fromkeys(("since", "until", "project", "environment", "service", "agent", "user"), "")
+
+
+@pytest.fixture
+def store(chdb_url, database):
+    client = connect(chdb_url)
+    apply(client, SchemaOptions(database=database))
+    client.insert(f"{database}.otel_traces", SPANS, column_names=COLUMNS)
+    yield client, database
+    client.close()
+
+
+def rows(client, sql, **params):
+    result = client.query(sql, parameters=params)
+    return [dict(zip(result.column_names, r)) for r in result.result_rows]
+
+
+def vitals(client, db, **filters):
+    args = ", ".join(f"{k}={{{k}:String}}" for k in ALL_PARAMS)
+    return rows(client, f"SELECT * FROM {db}.session_vitals({args})", **{**ALL_PARAMS, **filters})[0]
+
+
+def test_session_list(store):
+    client, db = store
+    got = {r["session_id"]: r for r in rows(client, f"SELECT * FROM {db}.session_list")}
+    assert sorted(got) == ["S_A", "S_B", "S_D", "tC"]
+    a, b, d, c = got["S_A"], got["S_B"], got["S_D"], got["tC"]
+    assert (a["session_name"], a["source"], a["project"], a["user_id"], a["environment"],
+            a["service_name"]) == ("Ticket 42", "explicit", "acme", "alice", "prod", "chatbot")
+    assert (a["trace_count"], a["llm_calls"], a["runs"], a["agents"]) == (2, 5, 2, ["planner", "researcher"])
+    assert a["models"] == ["claude-3-5-sonnet-20241022", "gpt-4o", "gpt-4o-2024-08-06", "gpt-4o-mini"]
+    assert (a["input_tokens"], a["output_tokens"]) == (4500, 550)  # the agent span's 5000 not counted
+    assert round(a["cost_usd"], 2) == 0.51 and a["cost_usd"] == pytest.approx(COST_A, abs=1e-12)
+    assert (a["errors"], a["success_rate"]) == (1, 0.8)
+    assert a["avg_latency_ms"] == pytest.approx(940)
+    assert a["p95_latency_ms"] == pytest.approx(1440)  # 1200 + 0.8 * (1500 - 1200)
+    assert a["duration_s"] == pytest.approx(25.0)  # a4 (20 s + 5 s) ends last
+    assert a["status"] == "active"
+
+    assert (b["user_id"], b["environment"], b["service_name"]) == ("bob", "staging", "batch")
+    assert (b["input_tokens"], b["output_tokens"], b["llm_calls"]) == (10100, 1010, 2)
+    assert b["cost_usd"] == pytest.approx(COST_B, abs=1e-12)  # mystery-model costs 0
+    assert b["p95_latency_ms"] == pytest.approx(2950)
+    assert b["status"] == "completed" and d["status"] == "active"
+    assert d["cost_usd"] == pytest.approx(COST_D, abs=1e-12)
+
+    assert (c["source"], c["project"], c["service_name"]) == ("auto:trace", "", "legacy")
+    assert c["cost_usd"] == pytest.approx(COST_C, abs=1e-12)  # provider/ prefix stripped
+
+
+def test_session_vitals_with_filters(store):
+    client, db = store
+    v = vitals(client, db)
+    assert (v["sessions"], v["active_sessions"], v["users"], v["llm_calls"]) == (4, 3, 3, 9)
+    assert v["total_cost_usd"] == pytest.approx(COST_A + COST_B + COST_D + COST_C, abs=1e-12)
+    assert v["avg_cost_per_session"] == pytest.approx(v["total_cost_usd"] / 4)
+    assert v["avg_calls_per_session"] == 2.25
+    assert v["error_rate"] == pytest.approx(1 / 9)
+    assert v["total_tokens"] == 5050 + 11110 + 110 + 1100
+    # calls: 300 500 800 900 1000 1200 1500 2000 3000 ms
+    assert (v["p50_call_latency_ms"], v["p95_call_latency_ms"]) == pytest.approx((1000, 2600))
+    assert vitals(client, db, user="alice")["sessions"] == 1
+    assert vitals(client, db, agent="researcher")["llm_calls"] == 5
+    assert vitals(client, db, environment="staging")["total_tokens"] == 11110
+    assert vitals(client, db, project="acme")["sessions"] == 3
+    assert vitals(client, db, service="legacy")["sessions"] == 1
+    since = (NOW - timedelta(minutes=20)).strftime("%Y-%m-%d %H:%M:%S")
+    assert vitals(client, db, since=since)["sessions"] == 2  # S_A and tC
+    until = (NOW - timedelta(minutes=30)).strftime("%Y-%m-%d %H:%M:%S")
+    assert vitals(client, db, until=until)["sessions"] == 1  # only S_B started before
+    empty = vitals(client, db, user="nobody")
+    assert (empty["sessions"], empty["total_cost_usd"], empty["p95_call_latency_ms"]) == (0, 0, 0)
+
+
+def test_session_detail(store):
+    client, db = store
+    spans = rows(client, f"SELECT * FROM {db}.session_detail(session_id={{s:String}})", s="S_A")
+    assert [s["span_id"] for s in spans] == ["a0", "a1", "a2", "a3", "a4", "a5", "a6"]
+    a0, a1, a2 = spans[0], spans[1], spans[2]
+    assert (a0["operation"], a0["agent_id"], a0["run_id"], a0["cost_usd"]) == ("invoke_agent", "planner", "r1", 0)
+    assert (a1["model"], a1["parent_span_id"], a1["path"], a1["finish_reasons"]) == (
+        "gpt-4o-2024-08-06", "a0", "plan/draft", ["stop"])
+    assert a1["cost_usd"] == pytest.approx(0.00325, abs=1e-12)
+    assert a1["time_to_first_chunk_ms"] == pytest.approx(250)
+    assert a1["duration_ms"] == 1200 and '"hi"' in a1["input_messages"]
+    assert (a2["status"], a2["status_message"]) == ("Error", "429 rate limited")
+    assert spans[5]["provider"] == "anthropic" and spans[5]["input_tokens"] == 2000
+    assert spans[6]["cost_usd"] == 0.5
+    assert rows(client, f"SELECT * FROM {db}.session_detail(session_id='nope')") == []
+
+
+def test_price_update_by_insert_reprices_views_and_unpriced_models(store):
+    client, db = store
+    assert rows(client, f"SELECT * FROM {db}.unpriced_models") == [{"model": "mystery-model", "calls": 1}]
+    client.command(
+        f"INSERT INTO {db}.model_prices (model, input_per_mtok, output_per_mtok, cached_input_per_mtok)"
+        " VALUES ('gpt-4o-mini', 1.0, 2.0, 0.5), ('Mystery-Model', 10, 20, 10)")
+    client.command(f"SYSTEM RELOAD DICTIONARY {db}.model_prices_dict")
+    d = rows(client, f"SELECT cost_usd FROM {db}.session_list WHERE session_id = 'S_D'")[0]
+    assert d["cost_usd"] == pytest.approx((100 * 1.0 + 10 * 2.0) / 1e6, abs=1e-12)
+    b = rows(client, f"SELECT cost_usd FROM {db}.session_list WHERE session_id = 'S_B'")[0]
+    assert b["cost_usd"] == pytest.approx(COST_B + (100 * 10 + 10 * 20) / 1e6, abs=1e-12)
+    assert rows(client, f"SELECT * FROM {db}.unpriced_models") == []
+
+
+def test_replayed_insert_with_dedup_token_is_counted_once(store):
+    client, db = store
+    extra = [span(NOW, "tE", "e1", "chat", {"session.id": "S_E", **chat("gpt-4o", 10, 1)}, 100)]
+    for _ in range(2):
+        client.insert(f"{db}.otel_traces", extra, column_names=COLUMNS,
+                      settings={"insert_deduplication_token": "batch-1"})
+    got = rows(client, f"SELECT llm_calls, input_tokens FROM {db}.session_list WHERE session_id = 'S_E'")
+    assert got == [{"llm_calls": 1, "input_tokens": 10}]
+    assert client.command(f"SELECT count() FROM {db}.otel_traces WHERE SpanId = 'e1'") == 1
+
+
+NAMES = ["GPT-4o", "openai/gpt-4o-mini", "gpt-4o-2024-08-06", "claude-3-5-sonnet-20241022",
+         "claude-sonnet-4-5@20250929", "models/gemini-2.5-pro", "command-a-03-2025",
+         "my-model-20240101", "Meta-Llama/Llama-3.3-70B-Instruct", "", "x/"]
+
+
+def test_sql_and_python_find_the_same_price_key(store):
+    client, db = store
+    sql = price_key("{n:String}", f"{db}.model_prices_dict")
+    prices = load_prices()
+    for name in NAMES:
+        assert client.command(f"SELECT {sql}", parameters={"n": name}) == canonical_model(name, prices), name
