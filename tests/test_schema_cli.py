@@ -1,0 +1,32 @@
+"""``sessionlens schema apply | print | unpriced-models`` through the real entry point."""
+
+from __future__ import annotations
+
+from sessionlens.__main__ import main
+from sessionlens.collector.storage import connect
+
+
+def test_apply_then_unpriced_models(chdb_url, database, capsys):
+    assert main(["schema", "apply", "--clickhouse", chdb_url, "--database", database]) == 0
+    assert f"database {database} at version" in capsys.readouterr().out
+    client = connect(chdb_url)
+    client.command(
+        f"INSERT INTO {database}.otel_traces (Timestamp, TraceId, SpanId, SpanAttributes) VALUES "
+        "(now64(9), 't1', 's1', {'session.id': 's', 'gen_ai.operation.name': 'chat', "
+        "'gen_ai.request.model': 'no-such-model'}), "
+        "(now64(9), 't1', 's2', {'session.id': 's', 'gen_ai.operation.name': 'chat', "
+        "'gen_ai.request.model': 'gpt-4o'})"
+    )
+    assert main(["schema", "unpriced-models", "--clickhouse", chdb_url, "--database", database]) == 0
+    out = capsys.readouterr().out
+    assert "no-such-model  1" in out and "gpt-4o" not in out.split("add prices")[0]
+
+
+def test_print_and_bad_input(capsys, chdb_url):
+    assert main(["schema", "print", "--cluster", "c", "--table-engine", "ReplicatedMergeTree"]) == 0
+    assert "ReplicatedAggregatingMergeTree" in capsys.readouterr().out
+    assert main(["schema", "print", "--ttl", "forever"]) == 2
+    assert "not a duration" in capsys.readouterr().err
+    assert main(["schema", "print", "--table-engine", "Memory"]) == 2
+    assert main(["schema", "unpriced-models", "--clickhouse", chdb_url, "--database", "missing_db"]) == 1
+    assert "sessionlens schema apply" in capsys.readouterr().err
