@@ -1,0 +1,306 @@
+"""The ``autosession`` processor: every span gets a ``session.id`` (SPEC §3).
+
+1. A span with ``session.id`` keeps it: source ``explicit`` (a valid
+   ``sessionlens.session.source`` it already carries, e.g. from an upstream sessionlens
+   collector, is kept).
+2. A span without one inherits its trace's session when a span of that trace was already
+   assigned: in an earlier batch (a bounded LRU of trace id → session), else an explicit
+   span of the same batch (the earliest-starting one).
+3. Otherwise the trace's spans of this batch form one unit with a **session key**, the
+   first that exists: ``user.id`` (span, then resource) → ``auto:user``; ``client.address``
+   (+ ``user_agent.original`` when present; span, then resource) → ``auto:fingerprint``;
+   ``service.name`` + ``service.instance.id``, else ``host.name`` + ``process.pid``
+   (resource) → ``auto:instance``; else the trace id → ``auto:trace``. When the spans of
+   the unit disagree, the highest-ranked key wins (ties: the smallest value), so the
+   choice does not depend on span order.
+4. Per key, a sorted list of activity windows ``[start, end]``. A unit joins a window it
+   touches with a gap of at most ``inactivity_timeout`` (``start <= end_w + timeout`` and
+   ``start_w <= end + timeout``); else it opens a new window. Several touched windows
+   (a late unit bridging two sessions): the latest window starting at or before the unit,
+   else the earliest after it. Windows are never merged, since spans already stored keep
+   their ids; a bridging unit joins the earlier session and extends it. Units of a batch
+   are placed in start order, so disorder within a batch does not matter.
+5. The session id is a hash of (hashed key, start of the window when opened): the same
+   stream replayed gives the same ids, and no raw user, address or user agent appears in
+   it. A late unit that moves a window's start earlier does not change its id.
+6. Memory is bounded (``max_keys`` keys LRU, ``max_windows_per_key``, ``max_traces``).
+   Each auto-assigned span carries ``sessionlens.session.key`` (the key hash), so
+   ``start`` rebuilds windows and traces from ``otel_traces`` for activity within
+   ``inactivity_timeout + rebuild_margin`` of now: a conversation spanning a restart keeps
+   its session.
+
+Equal to a sort-and-sweep over all spans of a key (the reference) when units arrive in
+start order, or out of order within a batch; under wider disorder every session is still
+contained in one reference session (it may be split, never merged across a gap).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from bisect import insort
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from sessionlens import conventions as c
+from sessionlens.collector.component import Duration
+from sessionlens.collector.pdata import Span
+
+TYPE = "autosession"
+
+log = logging.getLogger(__name__)
+
+_SOURCES = frozenset(c.SESSION_SOURCES)
+_NS = 1_000_000_000
+
+
+@dataclass
+class Config:
+    inactivity_timeout: Duration = Duration(1800.0)
+    max_keys: int = 100_000
+    """Session keys remembered (least recently active forgotten first)."""
+    max_windows_per_key: int = 16
+    """Activity windows remembered per key (the earliest forgotten first)."""
+    max_traces: int = 200_000
+    """Trace → session assignments remembered (least recently seen forgotten first)."""
+    rebuild_margin: Duration = Duration(3600.0)
+    """``start`` reloads sessions active within ``inactivity_timeout`` plus this."""
+    traces_table: str = "otel_traces"
+
+
+def key_hash(source: str, raw: str) -> str:
+    """The stored form of a session key: a hash, so no raw IP or user agent leaves here."""
+    data = f"{source}\x1f{raw}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def session_id(key: str, start_unix_nano: int) -> str:
+    """The id of the auto-session of hashed ``key`` that opened at ``start_unix_nano``."""
+    data = f"{key}\x1f{start_unix_nano}".encode()
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def span_key(span: Span) -> tuple[int, str]:
+    """(rank of the source in ``SESSION_SOURCES``, raw key) of a span without a session."""
+    a, r = span.attributes, span.resource
+    user = a.get(c.USER_ID) or r.get(c.USER_ID)
+    if user:
+        return 1, user
+    address = a.get(c.CLIENT_ADDRESS) or r.get(c.CLIENT_ADDRESS)
+    if address:
+        return 2, address + "\x1f" + (a.get(c.USER_AGENT) or r.get(c.USER_AGENT) or "")
+    service, instance = r.get(c.SERVICE_NAME), r.get(c.SERVICE_INSTANCE_ID)
+    if service and instance:
+        return 3, "service\x1f" + service + "\x1f" + instance
+    host, pid = r.get(c.HOST_NAME), r.get(c.PROCESS_PID)
+    if host and pid:
+        return 3, "host\x1f" + host + "\x1f" + pid
+    return 4, span.trace_id.hex()
+
+
+class _Unit:
+    """The spans of one trace in one batch."""
+
+    __slots__ = ("trace_id", "start", "end", "pending", "explicit", "assigned")
+
+    def __init__(self, span: Span) -> None:
+        self.trace_id = span.trace_id
+        self.start = span.start_time_unix_nano
+        self.end = span.end_time_unix_nano
+        self.pending: list[Span] = []  # spans without a session.id
+        self.explicit: tuple[int, str] | None = None  # (start, id) of the earliest explicit
+        self.assigned: tuple[str, str, str] = ("", "", "")  # session id, source, key hash
+
+
+class AutoSessionProcessor:
+    """Assigns sessions; state is shared by all threads calling ``process``."""
+
+    def __init__(self, config: Config) -> None:
+        for name in ("max_keys", "max_windows_per_key", "max_traces"):
+            if getattr(config, name) < 1:
+                raise ValueError(f"autosession: {name} must be at least 1, got {getattr(config, name)}")
+        if config.inactivity_timeout <= 0:
+            raise ValueError(
+                f"autosession: inactivity_timeout must be positive, got {config.inactivity_timeout}s"
+            )
+        self.config = config
+        self._timeout = int(config.inactivity_timeout * _NS)
+        self._lock = threading.Lock()
+        # key hash -> windows [start, end, session id], sorted by start
+        self._windows: OrderedDict[str, list[list]] = OrderedDict()
+        # trace id -> (session id, source, key hash or "" for explicit)
+        self._traces: OrderedDict[bytes, tuple[str, str, str]] = OrderedDict()
+
+    # --- pipeline ---------------------------------------------------------------------
+
+    def process(self, spans: list[Span]) -> list[Span]:
+        units: dict[bytes, _Unit] = {}
+        for span in spans:
+            unit = units.get(span.trace_id)
+            if unit is None:
+                unit = units[span.trace_id] = _Unit(span)
+            else:
+                unit.start = min(unit.start, span.start_time_unix_nano)
+                unit.end = max(unit.end, span.end_time_unix_nano)
+            a = span.attributes
+            sid = a.get(c.SESSION_ID)
+            if sid:
+                if a.get(c.SESSION_SOURCE) not in _SOURCES:
+                    a[c.SESSION_SOURCE] = c.SOURCE_EXPLICIT
+                candidate = (span.start_time_unix_nano, sid)
+                if unit.explicit is None or candidate < unit.explicit:
+                    unit.explicit = candidate
+            else:
+                unit.pending.append(span)
+
+        ordered = sorted(units.values(), key=lambda u: (u.start, u.trace_id))
+        keys = {
+            id(u): min(map(span_key, u.pending))
+            for u in ordered
+            if u.pending and u.explicit is None
+        }
+        with self._lock:
+            for unit in ordered:
+                unit.assigned = self._assign(unit, keys.get(id(unit)))
+            while len(self._traces) > self.config.max_traces:
+                self._traces.popitem(last=False)
+
+        for unit in ordered:
+            sid, source, key = unit.assigned
+            for span in unit.pending:
+                a = span.attributes
+                a[c.SESSION_ID] = sid
+                a[c.SESSION_SOURCE] = source
+                if key:
+                    a[c.SESSION_KEY] = key
+        return spans
+
+    def start(self, host) -> None:
+        """Rebuild windows and trace assignments from stored spans (if there is storage)."""
+        client = None
+        try:
+            client = host.storage_client() if host is not None else None
+            if client is not None:
+                self._rebuild(client, host.database)
+        except Exception as exc:  # storage down or no table yet: start empty, don't block
+            log.warning(
+                "autosession: no state rebuilt from ClickHouse (%s); "
+                "sessions active before the restart may be split",
+                exc,
+            )
+        finally:
+            if client is not None:
+                client.close()
+
+    def shutdown(self) -> None:
+        pass
+
+    # --- state (called with the lock held) --------------------------------------------
+
+    def _assign(self, unit: _Unit, key: tuple[int, str] | None) -> tuple[str, str, str]:
+        traces = self._traces
+        prior = traces.get(unit.trace_id)
+        if prior is not None:
+            traces.move_to_end(unit.trace_id)
+            sid, _, key_id = prior
+            if key_id:
+                self._extend(key_id, sid, unit.start, unit.end)
+            return prior
+        if unit.explicit is not None:
+            assigned = (unit.explicit[1], c.SOURCE_EXPLICIT, "")
+        else:
+            assert key is not None
+            source = c.SESSION_SOURCES[key[0]]
+            key_id = key_hash(source, key[1])
+            assigned = (self._place(key_id, unit.start, unit.end), source, key_id)
+        traces[unit.trace_id] = assigned
+        return assigned
+
+    def _key_windows(self, key_id: str) -> list[list]:
+        windows = self._windows.get(key_id)
+        if windows is None:
+            windows = self._windows[key_id] = []
+            if len(self._windows) > self.config.max_keys:
+                self._windows.popitem(last=False)
+        else:
+            self._windows.move_to_end(key_id)
+        return windows
+
+    def _place(self, key_id: str, start: int, end: int) -> str:
+        windows = self._key_windows(key_id)
+        timeout = self._timeout
+        before = after = None
+        for w in windows:  # few per key: a scan beats an index
+            if start <= w[1] + timeout and w[0] <= end + timeout:
+                if w[0] <= start:
+                    before = w  # sorted by start: the last one wins
+                elif after is None:
+                    after = w
+        chosen = before or after
+        if chosen is None:
+            sid = session_id(key_id, start)
+            insort(windows, [start, end, sid])
+            if len(windows) > self.config.max_windows_per_key:
+                del windows[0]
+            return sid
+        if start < chosen[0]:
+            chosen[0] = start
+            windows.sort()  # keep start order for the scan's "last before" rule
+        chosen[1] = max(chosen[1], end)
+        return chosen[2]
+
+    def _extend(self, key_id: str, sid: str, start: int, end: int) -> None:
+        """Later spans of a trace keep its session active."""
+        windows = self._windows.get(key_id)
+        for w in windows or ():
+            if w[2] == sid:
+                if start < w[0]:
+                    w[0] = start
+                    windows.sort()
+                w[1] = max(w[1], end)
+                return
+
+    def _rebuild(self, client, database: str) -> None:
+        lookback = float(self.config.inactivity_timeout + self.config.rebuild_margin)
+        params = {
+            "db": database,
+            "table": self.config.traces_table,
+            "lookback": lookback,
+            "key": c.SESSION_KEY,
+            "sid": c.SESSION_ID,
+            "source": c.SESSION_SOURCE,
+        }
+        recent = "Timestamp >= now64(9) - toIntervalSecond({lookback:Float64})"
+        windows = client.query(
+            "SELECT SpanAttributes[{key:String}] AS k, SpanAttributes[{sid:String}] AS s,"
+            " toUnixTimestamp64Nano(min(Timestamp)),"
+            " max(toUnixTimestamp64Nano(Timestamp) + Duration) AS e"
+            " FROM {db:Identifier}.{table:Identifier}"
+            f" WHERE {recent} AND k != '' AND s != ''"
+            " GROUP BY k, s ORDER BY e DESC LIMIT {limit:UInt64}",
+            parameters={**params, "limit": self.config.max_keys * self.config.max_windows_per_key},
+        ).result_rows
+        traces = client.query(
+            "SELECT TraceId, argMin((SpanAttributes[{sid:String}], SpanAttributes[{source:String}],"
+            " SpanAttributes[{key:String}]), Timestamp) AS a, max(Timestamp) AS last"
+            " FROM {db:Identifier}.{table:Identifier}"
+            f" WHERE {recent} AND SpanAttributes[{{sid:String}}] != ''"
+            " GROUP BY TraceId ORDER BY last DESC LIMIT {limit:UInt64}",
+            parameters={**params, "limit": self.config.max_traces},
+        ).result_rows
+        with self._lock:
+            for key_id, sid, start, end in reversed(windows):  # least recently active first
+                insort(self._key_windows(key_id), [start, end, sid])
+            for window_list in self._windows.values():
+                del window_list[: -self.config.max_windows_per_key]
+            for trace_hex, (sid, source, key_id), _ in reversed(traces):
+                if source not in _SOURCES:
+                    source = c.SOURCE_EXPLICIT
+                self._traces[bytes.fromhex(trace_hex)] = (sid, source, key_id)
+        log.info("autosession: rebuilt %d sessions and %d traces", len(windows), len(traces))
+
+
+def create(config: Config, host: object = None) -> AutoSessionProcessor:
+    """An autosession processor; raises ValueError on a non-positive limit or timeout."""
+    return AutoSessionProcessor(config)
