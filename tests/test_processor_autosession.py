@@ -367,3 +367,84 @@ def test_out_of_order_arrival(stream, jitter):
         assert sorted(map(sorted, groups.values())) == sorted(map(sorted, ref_groups.values()))
         if earliest_first:
             assert assigned == expected
+
+
+# --- rule 6: rebuilt from ClickHouse after a restart ----------------------------------
+
+
+class StoreHost:
+    """The collector's host as the autosession processor sees it, on the test's store."""
+
+    def __init__(self, url: str | None, database: str) -> None:
+        self.url = url
+        self.database = database
+
+    def storage_client(self):
+        from sessionlens.collector.storage import connect
+
+        return None if self.url is None else connect(self.url, database=self.database)
+
+
+def store(url: str, database: str, spans: list[Span]) -> None:
+    from sessionlens.collector.clickhouse_exporter import COLUMNS, to_columns
+    from sessionlens.collector.storage import connect
+
+    client = connect(url, database=database)
+    client.insert(table="otel_traces", database=database, data=to_columns(spans),
+                  column_names=COLUMNS, column_oriented=True)
+    client.close()
+
+
+def test_restart_keeps_sessions_and_trace_assignments(chdb_url, database):
+    import time
+
+    from sessionlens.collector.storage import connect
+    from sessionlens.schema import migrate
+    from sessionlens.schema.options import SchemaOptions
+
+    client = connect(chdb_url)
+    migrate.apply(client, SchemaOptions(database=database))
+    client.close()
+
+    now = time.time_ns()
+    before = processor()
+    stored = before.process([
+        make_span(1, now - 20 * MIN, end=now - 10 * MIN, attrs={c.USER_ID: "alice"}),
+        make_span(2, now - 5 * MIN, attrs={c.CLIENT_ADDRESS: "203.0.113.9"}),
+        make_span(3, now - 4 * MIN, attrs={c.SESSION_ID: "explicit-1"}),
+        make_span(4, now - 5 * 3600 * 1_000_000_000, attrs={c.USER_ID: "old"}),  # long gone
+    ])
+    store(chdb_url, database, stored)
+    ids = {s.trace_id[-1]: sid(s) for s in stored}
+
+    after = processor()
+    after.start(StoreHost(chdb_url, database))
+    alice, same_trace, explicit_trace, old = after.process([
+        make_span(10, now, attrs={c.USER_ID: "alice"}),  # 10 minutes after alice's last end
+        make_span(2, now, attrs={c.USER_ID: "bob"}, span=2),  # the fingerprint trace goes on
+        make_span(3, now, span=2),
+        make_span(11, now, attrs={c.USER_ID: "old"}),
+    ])
+    assert sid(alice) == ids[1]
+    assert sid(same_trace) == ids[2]
+    assert same_trace.attributes[c.SESSION_SOURCE] == c.SOURCE_AUTO_FINGERPRINT
+    assert sid(explicit_trace) == "explicit-1"
+    assert sid(old) != ids[4]
+    # Only sessions active within timeout + margin were reloaded: alice's and the
+    # fingerprint's, not the one five hours old.
+    assert {s.attributes[c.SESSION_KEY] for s in stored[:2]} <= set(after._windows)
+    assert [w[2] for w in after._windows[old.attributes[c.SESSION_KEY]]] == [sid(old)]
+
+    # Without the rebuild, the same user would have started over.
+    fresh = processor()
+    fresh.start(StoreHost(None, database))
+    (alone,) = fresh.process([make_span(10, now, attrs={c.USER_ID: "alice"})])
+    assert sid(alone) != ids[1]
+
+
+def test_start_without_a_table_logs_and_starts_empty(chdb_url, database, caplog):
+    p = processor()
+    p.start(StoreHost(chdb_url, database))  # the database has no otel_traces
+    assert "no state rebuilt" in caplog.text
+    (span,) = p.process([make_span(1, 0, attrs={c.USER_ID: "u"})])
+    assert span.attributes[c.SESSION_SOURCE] == c.SOURCE_AUTO_USER
