@@ -55,7 +55,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length", 0))
         body = json.loads(self.rfile.read(length) or b"{}")
-        self.server.requests.append((self.path, dict(self.headers.items()), body))
+        self.server.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
         path = self.path.split("?", 1)[0]
         model = body.get("model") or path.rsplit("/", 1)[-1].split(":", 1)[0]
         if model.startswith("fail-"):
@@ -187,7 +187,7 @@ def _completion(model: str) -> dict[str, Any]:
 
 
 class FakeLLMServer(ThreadingHTTPServer):
-    """The fake server; ``url`` is its base URL, ``requests`` what it received (path, headers, body)."""
+    """The fake server; ``url`` is its base URL, ``requests`` what it received (path, lower-cased headers, body)."""
 
     daemon_threads = True
 
