@@ -31,8 +31,10 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 
 # Lower-cased header -> (attribute, rank among the headers of that attribute; lower wins).
 _HEADER_RANK = {
-    header: (key, rank) for key, headers in c.HEADER_ATTRIBUTES.items() for rank, header in enumerate(headers)
+    header.encode(): (key, rank) for key, headers in c.HEADER_ATTRIBUTES.items() for rank, header in enumerate(headers)
 }
+_PROPERTY_PREFIXES = tuple(prefix.encode() for prefix in c.PROPERTY_HEADER_PREFIXES)
+_RETRY_COUNT = RETRY_COUNT_HEADER.encode()
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
@@ -53,31 +55,40 @@ def _request_json(request: Any) -> dict[str, Any]:
         return {}
     if not content or content[:1] != b"{":
         return {}
-    body = json.loads(content)
+    body = json.loads(content.decode())
     return body if isinstance(body, dict) else {}
+
+
+def _lowered_headers(headers: Any) -> Any:
+    # httpx and httpx2 keep (raw, lower-cased, value) byte triples; reading them spares
+    # decoding every header of every call. multi_items() is the public fallback.
+    triples = getattr(headers, "_list", None)
+    if isinstance(triples, list):
+        return triples
+    return [(None, k.lower().encode(), v.encode()) for k, v in headers.multi_items()]
 
 
 def identity_attributes(headers: Any, body: dict[str, Any]) -> dict[str, Any]:
     """Session/user/agent/run/request attributes of one request: context > headers > body."""
-    found: dict[str, tuple[int, str]] = {}
+    found: dict[str, tuple[int, bytes]] = {}
     attrs: dict[str, Any] = {}
     user = body_user(body)
     if user is not None:
         attrs[c.USER_ID] = user
-    for name, value in headers.multi_items():
+    for _, name, value in _lowered_headers(headers):
         ranked = _HEADER_RANK.get(name)
         if ranked is not None:
             key, rank = ranked
             if key not in found or rank < found[key][0]:
                 found[key] = (rank, value)
-        elif name.startswith(c.PROPERTY_HEADER_PREFIXES):
-            prop = c.property_attribute(name)
+        elif name.startswith(_PROPERTY_PREFIXES):
+            prop = c.property_attribute(name.decode("latin-1"))
             if prop is not None:
-                attrs[prop] = value
-        elif name == RETRY_COUNT_HEADER and value.isdigit() and value != "0":
+                attrs[prop] = value.decode("utf-8", "replace")
+        elif name == _RETRY_COUNT and value.isdigit() and value != b"0":
             attrs[c.HTTP_RESEND_COUNT] = int(value)
     for key, (_, value) in found.items():
-        attrs[key] = value
+        attrs[key] = value.decode("utf-8", "replace")
     attrs.update(current_attributes())
     return attrs
 
@@ -85,46 +96,60 @@ def identity_attributes(headers: Any, body: dict[str, Any]) -> dict[str, Any]:
 class CallTracer:
     """Starts the span of each LLM request, or enriches a GenAI span that is already current."""
 
+    _CACHE_SIZE = 4096
+
     def __init__(self, tracer: Tracer, capture: bool, capture_limit: int) -> None:
         self._tracer = tracer
         self.capture = capture
         self.capture_limit = capture_limit
+        # (host, port, raw path) -> the endpoint and its constant span attributes, or None
+        # for other traffic: recognising a URL once keeps string work off repeated calls.
+        self._endpoints: dict[tuple[bytes, int | None, bytes], tuple[Endpoint, dict[str, Any]] | None] = {}
+
+    def _endpoint(self, url: Any) -> tuple[Endpoint, dict[str, Any]] | None:
+        key = (url.raw_host, url.port, url.raw_path)
+        try:
+            return self._endpoints[key]
+        except KeyError:
+            pass
+        endpoint = recognise(url.host, url.path)
+        found = None
+        if endpoint is not None:
+            found = endpoint, {
+                c.PROVIDER: endpoint.provider,
+                c.OPERATION: endpoint.operation,
+                c.SERVER_ADDRESS: url.host,
+                c.SERVER_PORT: url.port or _DEFAULT_PORTS.get(url.scheme, 443),
+            }
+        if len(self._endpoints) >= self._CACHE_SIZE:
+            self._endpoints.clear()
+        self._endpoints[key] = found
+        return found
 
     def begin(self, request: Any) -> LLMCall | None:
         """The call a request starts, or None when it is no LLM call or one already traced."""
         try:
-            url = request.url
-            endpoint = recognise(url.host, url.path)
-            if endpoint is None:
+            found = self._endpoint(request.url)
+            if found is None:
                 return None
+            endpoint, constant = found
             body = _request_json(request)
             identity = identity_attributes(request.headers, body)
             current = trace.get_current_span()
             if _is_inference_span(current):
                 current.set_attributes(identity)
                 return None
-            return self._start(endpoint, url, body, identity)
+            attributes = {**constant, **request_attributes(endpoint, body), **identity}
+            if self.capture:
+                attributes.update(input_attributes(endpoint, body, self.capture_limit))
+            model = attributes.get(c.REQUEST_MODEL)
+            name = f"{endpoint.operation} {model}" if model else endpoint.operation
+            span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+            token = context.attach(trace.set_span_in_context(span))
+            return LLMCall(span, token, ResponseReader(endpoint, self.capture), self.capture_limit)
         except Exception:
             _log.debug("sessionlens: could not start the span of an LLM call", exc_info=True)
             return None
-
-    def _start(self, endpoint: Endpoint, url: Any, body: dict[str, Any], identity: dict[str, Any]) -> LLMCall:
-        requested = request_attributes(endpoint, body)
-        model = requested.get(c.REQUEST_MODEL)
-        attributes: dict[str, Any] = {
-            c.PROVIDER: endpoint.provider,
-            c.OPERATION: endpoint.operation,
-            c.SERVER_ADDRESS: url.host,
-            c.SERVER_PORT: url.port or _DEFAULT_PORTS.get(url.scheme, 443),
-        }
-        attributes.update(requested)
-        attributes.update(identity)
-        if self.capture:
-            attributes.update(input_attributes(endpoint, body, self.capture_limit))
-        name = f"{endpoint.operation} {model}" if model else endpoint.operation
-        span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
-        token = context.attach(trace.set_span_in_context(span))
-        return LLMCall(span, token, ResponseReader(endpoint, self.capture), self.capture_limit)
 
 
 class LLMCall:
@@ -180,7 +205,6 @@ class LLMCall:
         """Record the response; end now if its body was read, else when the app finishes reading it."""
         try:
             status = response.status_code
-            self._span.set_attribute(c.HTTP_STATUS_CODE, status)
             if response.is_closed:
                 self._parse_body(response.content, response.headers.get("content-type", ""))
                 self._end(status=status)
@@ -259,7 +283,7 @@ class LLMCall:
     def _parse_body(self, content: bytes, content_type: str) -> None:
         if content and "json" in content_type:
             try:
-                self._reader.update(json.loads(content))
+                self._reader.update(json.loads(content.decode()))
             except ValueError:
                 _log.debug("sessionlens: LLM response body is not JSON")
 

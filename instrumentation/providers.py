@@ -111,7 +111,7 @@ _LIST_ATTRIBUTES = frozenset({c.REQUEST_STOP_SEQUENCES, c.REQUEST_ENCODING_FORMA
 
 
 def request_attributes(endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
-    """The GenAI request attributes (model, parameters, stream flag) of a request body."""
+    """The GenAI request attributes (model and parameters) of a request body."""
     attrs: dict[str, Any] = {}
     model = endpoint.path_model or body.get("model")
     if isinstance(model, str):
@@ -128,8 +128,6 @@ def request_attributes(endpoint: Endpoint, body: dict[str, Any]) -> dict[str, An
                     attrs[key] = value
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 attrs[key] = value
-    if body.get("stream") is True:
-        attrs[c.REQUEST_STREAM] = True
     return attrs
 
 

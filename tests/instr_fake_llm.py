@@ -191,6 +191,10 @@ class FakeLLMServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients dropping keep-alive connections (or abandoning streams) is normal here.
+        pass
+
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []
