@@ -1,0 +1,224 @@
+"""Pipeline wiring and the group-commit batch processor."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import threading
+import types
+
+import pytest
+
+from sessionlens.collector import config as config_module
+from sessionlens.collector.component import ExportUnavailable
+from sessionlens.collector.config import parse
+from sessionlens.collector.pdata import Span
+from sessionlens.collector.pipeline import Pipeline
+from sessionlens.processors.batch import Config as BatchConfig
+from sessionlens.processors.batch import GroupCommit
+
+
+def _spans(n: int, name: str = "op") -> list[Span]:
+    return [
+        Span(b"\x01" * 16, i.to_bytes(8, "big"), b"", name, 1, 0, 1, {}, {}) for i in range(1, n + 1)
+    ]
+
+
+class Downstream:
+    def __init__(self) -> None:
+        self.calls: list[list[Span]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.error: Exception | None = None
+
+    def __call__(self, spans: list[Span]) -> None:
+        self.entered.set()
+        self.gate.wait()
+        if self.error:
+            raise self.error
+        self.calls.append(spans)
+
+
+def _batch(downstream: Downstream, **settings) -> tuple[GroupCommit, object]:
+    batch = GroupCommit(BatchConfig(**settings))
+    consume = batch.wrap(downstream)
+    batch.start()
+    return batch, consume
+
+
+def _concurrently(consume, requests: list[list[Span]]) -> list[BaseException | None]:
+    outcomes: list[BaseException | None] = [None] * len(requests)
+
+    def send(i: int) -> None:
+        try:
+            consume(requests[i])
+        except BaseException as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    return outcomes
+
+
+def test_concurrent_requests_share_one_downstream_call():
+    downstream = Downstream()
+    batch, consume = _batch(downstream, send_batch_size=1000, timeout=30)
+    outcomes = _concurrently(consume, [_spans(100, f"r{i}") for i in range(10)])
+    batch.shutdown()
+    assert outcomes == [None] * 10
+    assert [len(call) for call in downstream.calls] == [1000]
+
+
+def test_requests_return_only_after_their_batch_went_downstream():
+    downstream = Downstream()
+    downstream.gate.clear()
+    batch, consume = _batch(downstream, send_batch_size=10, timeout=0.01)
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (consume(_spans(3)), done.set()))
+    thread.start()
+    assert not done.wait(0.3)  # downstream is blocked: no acknowledgement yet
+    downstream.gate.set()
+    assert done.wait(5)
+    batch.shutdown()
+    assert [len(call) for call in downstream.calls] == [3]
+
+
+def test_timeout_sends_a_partial_batch():
+    downstream = Downstream()
+    batch, consume = _batch(downstream, send_batch_size=8192, timeout=0.05)
+    consume(_spans(5))  # would block forever if only size triggered a batch
+    batch.shutdown()
+    assert [len(call) for call in downstream.calls] == [5]
+
+
+def test_every_waiting_request_gets_the_downstream_error():
+    downstream = Downstream()
+    downstream.error = ExportUnavailable("spool full", retry_after=3)
+    batch, consume = _batch(downstream, send_batch_size=40, timeout=30)
+    outcomes = _concurrently(consume, [_spans(10) for _ in range(4)])
+    batch.shutdown()
+    assert all(isinstance(o, ExportUnavailable) and o.retry_after == 3 for o in outcomes)
+
+
+def test_overload_is_refused_with_export_unavailable():
+    downstream = Downstream()
+    downstream.gate.clear()
+    batch, consume = _batch(downstream, send_batch_size=10, max_queued_spans=20, timeout=0.01)
+    stuck = threading.Thread(target=consume, args=(_spans(10),))
+    stuck.start()
+    assert downstream.entered.wait(5)  # the flusher took it and is blocked downstream
+    queued = threading.Thread(target=consume, args=(_spans(15),))
+    queued.start()
+    for _ in range(500):
+        if batch._queued == 15:
+            break
+        threading.Event().wait(0.01)
+    with pytest.raises(ExportUnavailable, match="overloaded"):
+        consume(_spans(10))
+    downstream.gate.set()
+    stuck.join(5)
+    queued.join(5)
+    batch.shutdown()
+    assert sum(len(call) for call in downstream.calls) == 25
+
+
+def test_send_batch_max_size_splits_large_requests():
+    downstream = Downstream()
+    batch, consume = _batch(downstream, send_batch_size=10, send_batch_max_size=10, timeout=0.01)
+    consume(_spans(25))
+    batch.shutdown()
+    assert [len(call) for call in downstream.calls] == [10, 10, 5]
+
+
+def test_shutdown_flushes_what_is_queued_and_then_refuses():
+    downstream = Downstream()
+    batch, consume = _batch(downstream, send_batch_size=1000, timeout=60)
+    waiter = threading.Thread(target=consume, args=(_spans(7),))
+    waiter.start()
+    while not batch._queued:
+        threading.Event().wait(0.005)
+    batch.shutdown()
+    waiter.join(5)
+    assert [len(call) for call in downstream.calls] == [7]
+    with pytest.raises(ExportUnavailable, match="shutting down"):
+        consume(_spans(1))
+
+
+# --- the pipeline built from a config -------------------------------------------------
+
+
+@pytest.fixture
+def tagging_processors(monkeypatch):
+    """Processors ``tag/<name>`` that append their name to each span's ``trail`` attribute."""
+    started = []
+
+    @dataclasses.dataclass
+    class Config:
+        fail: bool = False
+
+    class Tag:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def start(self, host) -> None:
+            started.append((self.name, host.storage_client(), host.database))
+
+        def process(self, spans):
+            for span in spans:
+                span.attributes["trail"] = span.attributes.get("trail", "") + self.name
+            return spans
+
+    module = types.ModuleType("sessionlens_test_tag")
+    module.TYPE, module.Config = "tag", Config
+    names = iter("abc")
+    module.create = lambda config, host: Tag(next(names))
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(config_module.REGISTRY["processors"], "tag", module.__name__)
+    return started
+
+
+PIPELINE = """
+receivers:
+  otlp: {protocols: {http: {endpoint: "127.0.0.1:0"}}}
+processors:
+  batch: {timeout: 10ms}
+  tag/first:
+  tag/second:
+exporters:
+  recording:
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [tag/first, batch, tag/second], exporters: [recording]}
+"""
+
+
+def test_processors_run_in_configured_order_and_get_the_host(recording_exporter, tagging_processors):
+    pipeline = Pipeline(parse(PIPELINE))
+    pipeline.start()
+    try:
+        assert [name for name, _, _ in tagging_processors] == ["a", "b"]
+        # The recording exporter has neither new_client nor database.
+        assert tagging_processors[0][1:] == (None, None)
+        pipeline.consume(_spans(3))
+    finally:
+        pipeline.shutdown()
+    assert [span.attributes["trail"] for span in recording_exporter.spans] == ["ab"] * 3
+    assert pipeline.receivers == []
+
+
+def test_failed_start_stops_what_started(recording_exporter, tagging_processors):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        text = PIPELINE.replace("127.0.0.1:0", "127.0.0.1:%d" % busy.getsockname()[1])
+        pipeline = Pipeline(parse(text))
+        with pytest.raises(Exception, match="address in use|Address already in use"):
+            pipeline.start()
+    with pytest.raises(RuntimeError, match="not started"):
+        pipeline.consume(_spans(1))
