@@ -1,0 +1,199 @@
+"""The whole collector into embedded ClickHouse: in process, and as a ``kill -9``-ed subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import grpc
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from sessionlens import conventions
+from sessionlens.collector.config import parse
+from sessionlens.collector.pipeline import Pipeline
+from sessionlens.collector.storage import connect
+
+CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      grpc: {{endpoint: "127.0.0.1:{port}"}}
+processors:
+  batch: {{timeout: 20ms}}
+  normalize:
+  autosession:
+  cost:
+exporters:
+  clickhouse:
+    endpoint: "{url}"
+    database: {database}
+    timeout: 60s
+    insert_interval: 20ms
+    spool: {{directory: "{spool}"}}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch, normalize, autosession, cost]
+      exporters: [clickhouse]
+"""
+
+
+def _wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_sdk_spans_reach_otel_traces_and_session_list(chdb_url, database, tmp_path):
+    text = CONFIG.format(port=0, url=chdb_url, database=database, spool=tmp_path / "spool")
+    pipeline = Pipeline(parse(text))
+    pipeline.start()
+    try:
+        port = pipeline.receivers[0]._servers[0].port
+        provider = TracerProvider(resource=Resource.create({"service.name": "e2e-app"}))
+        provider.add_span_processor(
+            SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"127.0.0.1:{port}", insecure=True))
+        )
+        tracer = provider.get_tracer("e2e")
+        for turn in range(3):
+            with tracer.start_as_current_span("chat gpt-4o") as span:
+                span.set_attributes({
+                    conventions.OPERATION: "chat",
+                    conventions.SESSION_ID: "conv-42",
+                    conventions.REQUEST_MODEL: "gpt-4o",
+                    conventions.INPUT_TOKENS: 100 + turn,
+                    conventions.OUTPUT_TOKENS: 10,
+                })
+        provider.shutdown()
+    finally:
+        pipeline.shutdown()  # drains the spool into ClickHouse
+    client = connect(chdb_url, database=database)
+    rows = client.query(
+        "SELECT SpanName, ServiceName, SpanAttributes['gen_ai.usage.input_tokens'] FROM otel_traces ORDER BY 3"
+    ).result_rows
+    assert rows == [("chat gpt-4o", "e2e-app", str(100 + turn)) for turn in range(3)]
+    sessions = client.query("SELECT session_id, llm_calls, input_tokens FROM session_list").result_rows
+    assert sessions == [("conv-42", 3, 303)]
+
+
+# --- a subprocess collector killed mid-load ---------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_collector(config_path, log_path) -> subprocess.Popen:
+    log = open(log_path, "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sessionlens", "collector", "--config", str(config_path)],
+        stdout=log, stderr=log,
+    )
+    log.close()
+    _wait_for(lambda: "listening" in open(log_path).read() or process.poll() is not None,
+              timeout=60, what="collector start")
+    assert process.poll() is None, open(log_path).read()
+    return process
+
+
+def _request(first_id: int, count: int) -> bytes:
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    kv = resource_spans.resource.attributes.add()
+    kv.key, kv.value.string_value = conventions.SERVICE_NAME, "load"
+    scope = resource_spans.scope_spans.add()
+    now = time.time_ns()
+    for i in range(first_id, first_id + count):
+        span = scope.spans.add()
+        span.trace_id = (i // 10 + 1).to_bytes(16, "big")
+        span.span_id = (i + 1).to_bytes(8, "big")
+        span.name = "chat"
+        span.start_time_unix_nano, span.end_time_unix_nano = now, now + 1_000_000
+        kv = span.attributes.add()
+        kv.key, kv.value.string_value = conventions.SESSION_ID, f"s{i % 7}"
+    return request.SerializeToString()
+
+
+def test_kill_9_mid_load_loses_no_acknowledged_span(tmp_path):
+    port = _free_port()
+    config = tmp_path / "collector.yaml"
+    url = f"chdb://{tmp_path / 'ch'}"
+    config.write_text(CONFIG.format(port=port, url=url, database="otel", spool=tmp_path / "spool"))
+    process = _start_collector(config, tmp_path / "first.log")
+
+    acked: set[int] = set()
+    lock = threading.Lock()
+    stop = threading.Event()
+    next_id = iter(range(0, 10**9, 50))
+
+    def load() -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            export = channel.unary_unary(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                request_serializer=None,
+                response_deserializer=ExportTraceServiceResponse.FromString,
+            )
+            while not stop.is_set():
+                with lock:
+                    first = next(next_id)
+                try:
+                    response = export(_request(first, 50), timeout=5)
+                except grpc.RpcError:
+                    continue  # not acknowledged: the client may drop or retry it
+                assert response.partial_success.rejected_spans == 0
+                with lock:
+                    acked.update(range(first, first + 50))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    _wait_for(lambda: len(acked) >= 2000, what="acknowledged spans")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert acked
+
+    log_path = tmp_path / "second.log"
+    process = _start_collector(config, log_path)  # recovers the spool
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=90) == 0, open(log_path).read()
+
+    query = textwrap.dedent(f"""
+        import json
+        from sessionlens.collector.storage import connect
+        client = connect({url!r}, database="otel")
+        rows = client.query("SELECT SpanId, count() FROM otel_traces GROUP BY SpanId").result_rows
+        print(json.dumps(rows))
+    """)
+    output = subprocess.run(
+        [sys.executable, "-c", query], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    stored = {int(span_id, 16) - 1: count for span_id, count in json.loads(output.splitlines()[-1])}
+    missing = acked - stored.keys()
+    doubled = {i for i in acked if stored.get(i, 0) > 1}
+    assert not missing, f"{len(missing)} acknowledged spans lost"
+    assert not doubled, f"{len(doubled)} spans stored twice"
