@@ -1,7 +1,10 @@
 """One LLM call: its GenAI span from the request to the end of the (possibly streamed) body.
 
-Every entry point here swallows its own failures: telemetry never breaks the call, and it
-only ever sees bytes the application itself reads.
+On the call path only the span is started (constant attributes, so it is the parent of
+the HTTP span) and the body chunks the application reads are kept; parsing the request
+and the response and setting the attributes happens on the finisher thread, before the
+span ends with the time the call really ended. Every entry point swallows its own
+failures: telemetry never breaks the call, and it only sees bytes the application reads.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import json
 import logging
 import time
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import context, trace
@@ -18,16 +22,17 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from sessionlens import conventions as c
 from sessionlens.instrumentation.content import input_attributes, output_attributes
 from sessionlens.instrumentation.context import current_attributes
+from sessionlens.instrumentation.finisher import FINISHER
 from sessionlens.instrumentation.providers import Endpoint, body_user, recognise, request_attributes
 from sessionlens.instrumentation.responses import ResponseReader
-from sessionlens.instrumentation.sse import EventSplitter
+from sessionlens.instrumentation.sse import event_payloads
 
 _log = logging.getLogger(__name__)
 
 RETRY_COUNT_HEADER = "x-stainless-retry-count"
 """The OpenAI and Anthropic SDKs number their retries in this request header."""
 MAX_BODY_BYTES = 4 * 1024 * 1024
-"""A streamed non-SSE body is kept up to this size for its usage; a larger one is not parsed."""
+"""A streamed body is kept up to this size for its usage; a larger one is not parsed."""
 
 # Lower-cased header -> (attribute, rank among the headers of that attribute; lower wins).
 _HEADER_RANK = {
@@ -48,34 +53,37 @@ def _is_inference_span(span: Span) -> bool:
     return c.LLM_REQUEST_TYPE in attributes
 
 
-def _request_json(request: Any) -> dict[str, Any]:
+def _request_content(request: Any) -> bytes:
     try:
-        content = request.content
+        return request.content
     except Exception:  # a streaming request body that was never read: nothing to parse
-        return {}
+        return b""
+
+
+def _json_object(content: bytes) -> dict[str, Any]:
     if not content or content[:1] != b"{":
         return {}
     body = json.loads(content.decode())
     return body if isinstance(body, dict) else {}
 
 
-def _lowered_headers(headers: Any) -> Any:
+def _lowered_headers(headers: Any) -> list[tuple[Any, bytes, bytes]]:
     # httpx and httpx2 keep (raw, lower-cased, value) byte triples; reading them spares
     # decoding every header of every call. multi_items() is the public fallback.
     triples = getattr(headers, "_list", None)
     if isinstance(triples, list):
-        return triples
+        return list(triples)
     return [(None, k.lower().encode(), v.encode()) for k, v in headers.multi_items()]
 
 
-def identity_attributes(headers: Any, body: dict[str, Any]) -> dict[str, Any]:
-    """Session/user/agent/run/request attributes of one request: context > headers > body."""
+def identity_attributes(headers: Any, body: dict[str, Any], scope: Mapping[str, str]) -> dict[str, Any]:
+    """Session/user/agent/run/request attributes of one request: ``scope`` (the context) > headers > body."""
     found: dict[str, tuple[int, bytes]] = {}
     attrs: dict[str, Any] = {}
     user = body_user(body)
     if user is not None:
         attrs[c.USER_ID] = user
-    for _, name, value in _lowered_headers(headers):
+    for _, name, value in headers:
         ranked = _HEADER_RANK.get(name)
         if ranked is not None:
             key, rank = ranked
@@ -89,7 +97,7 @@ def identity_attributes(headers: Any, body: dict[str, Any]) -> dict[str, Any]:
             attrs[c.HTTP_RESEND_COUNT] = int(value)
     for key, (_, value) in found.items():
         attrs[key] = value.decode("utf-8", "replace")
-    attrs.update(current_attributes())
+    attrs.update(scope)
     return attrs
 
 
@@ -133,62 +141,70 @@ class CallTracer:
             if found is None:
                 return None
             endpoint, constant = found
-            body = _request_json(request)
-            identity = identity_attributes(request.headers, body)
             current = trace.get_current_span()
             if _is_inference_span(current):
-                current.set_attributes(identity)
+                # Someone else's span: it may end before the finisher runs, so enrich it now.
+                body = _json_object(_request_content(request))
+                current.set_attributes(
+                    identity_attributes(_lowered_headers(request.headers), body, current_attributes())
+                )
                 return None
-            attributes = {**constant, **request_attributes(endpoint, body), **identity}
-            if self.capture:
-                attributes.update(input_attributes(endpoint, body, self.capture_limit))
-            model = attributes.get(c.REQUEST_MODEL)
-            name = f"{endpoint.operation} {model}" if model else endpoint.operation
-            span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+            span = self._tracer.start_span(endpoint.operation, kind=SpanKind.CLIENT, attributes=constant)
             token = context.attach(trace.set_span_in_context(span))
-            return LLMCall(span, token, ResponseReader(endpoint, self.capture), self.capture_limit)
+            return LLMCall(self, span, token, endpoint, request)
         except Exception:
             _log.debug("sessionlens: could not start the span of an LLM call", exc_info=True)
             return None
+
+    def request_attributes(
+        self, endpoint: Endpoint, content: bytes, headers: Any, scope: Mapping[str, str]
+    ) -> tuple[str, dict[str, Any]]:
+        """The span name and the request-side attributes of a call (on the finisher thread)."""
+        body = _json_object(content)
+        attributes = request_attributes(endpoint, body)
+        attributes.update(identity_attributes(headers, body, scope))
+        if self.capture:
+            attributes.update(input_attributes(endpoint, body, self.capture_limit))
+        model = attributes.get(c.REQUEST_MODEL)
+        return (f"{endpoint.operation} {model}" if model else endpoint.operation), attributes
 
 
 class LLMCall:
     """The span of one LLM call, from the request until its response body ends."""
 
     __slots__ = (
+        "_calls",
         "_span",
         "_token",
-        "_reader",
-        "_limit",
+        "_endpoint",
+        "_content",
+        "_headers",
+        "_scope",
         "_start",
-        "_ended",
-        "_events",
-        "_decoder",
-        "_body",
-        "_body_size",
-        "_pending",
-        "_parsed_first",
-        "_broken",
+        "_first",
+        "_chunks",
+        "_size",
+        "_response_headers",
         "_status",
-        "_awaiting_first",
+        "_ended",
     )
 
-    def __init__(self, span: Span, token: object, reader: ResponseReader, capture_limit: int) -> None:
+    def __init__(self, calls: CallTracer, span: Span, token: object, endpoint: Endpoint, request: Any) -> None:
+        self._calls = calls
         self._span = span
         self._token = token
-        self._reader = reader
-        self._limit = capture_limit
+        self._endpoint = endpoint
+        # Kept as they are now: the finisher reads them after the call has moved on.
+        self._content = _request_content(request)
+        self._headers = _lowered_headers(request.headers)
+        self._scope = current_attributes()
         self._start = time.perf_counter()
-        self._ended = False
-        self._events: EventSplitter | None = None
-        self._decoder: Any = None
-        self._body: list[bytes] | None = None
-        self._body_size = 0
-        self._pending: bytes | None = None
-        self._parsed_first = False
-        self._broken = False
+        self._first: float | None = None
+        self._chunks: list[bytes] | None = None
+        self._size = 0
+        self._response_headers: Any = None
         self._status: int | None = None
-        self._awaiting_first = False
+        self._ended = False
 
     def sent(self) -> None:
         """The request has been answered (or failed): the call's span is no longer current."""
@@ -199,112 +215,101 @@ class LLMCall:
 
     def failed(self, error: BaseException) -> None:
         """The request raised (a timeout, a connection error…): end the span with the error."""
-        self._end(error=error)
+        self._finish(error)
 
     def responded(self, response: Any, wrap_stream: Any) -> None:
         """Record the response; end now if its body was read, else when the app finishes reading it."""
         try:
-            status = response.status_code
+            self._status = response.status_code
+            self._response_headers = response.headers
             if response.is_closed:
-                self._parse_body(response.content, response.headers.get("content-type", ""))
-                self._end(status=status)
+                self._chunks = [response.content]
+                self._response_headers = None  # already decoded by the client
+                self._finish()
                 return
-            headers = response.headers
-            encoding = headers.get("content-encoding", "").lower()
-            if encoding in ("gzip", "deflate"):
-                self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)
-            elif encoding not in ("", "identity"):
-                self._broken = True  # brotli/zstd bodies: let them pass, unparsed
-            if headers.get("content-type", "").startswith("text/event-stream"):
-                self._events = EventSplitter()
-                self._awaiting_first = True
-            else:
-                self._body = []
-            self._status = status
+            self._chunks = []
             response.stream = wrap_stream(response.stream, self)
         except Exception:
             _log.debug("sessionlens: could not record an LLM response", exc_info=True)
-            self._end()
-
-    # --- the body, as the application reads it ----------------------------------------
+            self._finish()
 
     def chunk(self, data: bytes) -> None:
-        """A chunk of the body, just read by the application."""
-        if not data:
-            return
-        try:
-            if self._awaiting_first:
-                self._awaiting_first = False
-                self._span.set_attribute(c.TIME_TO_FIRST_CHUNK, time.perf_counter() - self._start)
-            if self._broken:
-                return
-            if self._decoder is not None:
-                data = self._decoder.decompress(data)
-            if self._events is not None:
-                for payload in self._events.feed(data):
-                    self._event(payload)
-            elif self._body is not None and self._body_size < MAX_BODY_BYTES:
-                self._body.append(data)
-                self._body_size += len(data)
-        except Exception:
-            self._broken = True
-            _log.debug("sessionlens: could not parse an LLM response stream", exc_info=True)
-
-    def _event(self, payload: bytes) -> None:
-        if payload == b"[DONE]":
-            return
-        reader = self._reader
-        if not self._parsed_first or reader.capture or reader.interesting.search(payload):
-            self._parsed_first = True
-            self._pending = None
-            reader.update(json.loads(payload))
-        else:
-            # Kept in case it is the last: the final event carries the usage of some APIs.
-            self._pending = payload
+        """A chunk of the body, just read by the application: kept for the finisher."""
+        if self._first is None:
+            self._first = time.perf_counter()
+        chunks = self._chunks
+        if chunks is not None and data:
+            self._size += len(data)
+            if self._size <= MAX_BODY_BYTES:
+                chunks.append(data)
+            else:
+                self._chunks = None  # too big to keep: the span goes without response details
 
     def finished(self, error: BaseException | None = None) -> None:
         """The application read the body to its end, closed it, or failed reading it."""
-        if self._ended:
-            return
-        try:
-            if not self._broken:
-                if self._pending is not None:
-                    self._reader.update(json.loads(self._pending))
-                if self._body is not None and self._body_size < MAX_BODY_BYTES:
-                    body = b"".join(self._body)
-                    if self._decoder is not None:
-                        body = self._decoder.decompress(body) + self._decoder.flush()
-                        self._decoder = None
-                    self._parse_body(body, "application/json")
-        except Exception:
-            _log.debug("sessionlens: could not parse the end of an LLM response", exc_info=True)
-        self._end(status=self._status, error=error)
+        self._finish(error)
 
-    def _parse_body(self, content: bytes, content_type: str) -> None:
-        if content and "json" in content_type:
-            try:
-                self._reader.update(json.loads(content.decode()))
-            except ValueError:
-                _log.debug("sessionlens: LLM response body is not JSON")
-
-    def _end(self, status: int | None = None, error: BaseException | None = None) -> None:
+    def _finish(self, error: BaseException | None = None) -> None:
         if self._ended:
             return
         self._ended = True
+        end_time = time.time_ns()
+        FINISHER.submit(lambda: self._complete(end_time, error))
+
+    # --- on the finisher thread ---------------------------------------------------------
+
+    def _complete(self, end_time: int, error: BaseException | None) -> None:
         span = self._span
         try:
-            reader = self._reader
-            attributes = reader.result()
+            name, attributes = self._calls.request_attributes(self._endpoint, self._content, self._headers, self._scope)
+            span.update_name(name)
+            reader = ResponseReader(self._endpoint, self._calls.capture)
+            streamed = self._read_body(reader)
+            if streamed and self._first is not None:
+                attributes[c.TIME_TO_FIRST_CHUNK] = self._first - self._start
+            attributes.update(reader.result())
             if reader.capture:
-                attributes.update(output_attributes(reader.text, reader.output, reader.finish_reasons, self._limit))
-            span.set_attributes(attributes)
+                attributes.update(
+                    output_attributes(reader.text, reader.output, reader.finish_reasons, self._calls.capture_limit)
+                )
+            status = self._status
             if error is not None:
-                span.set_attribute(c.ERROR_TYPE, type(error).__qualname__)
+                attributes[c.ERROR_TYPE] = type(error).__qualname__
                 span.set_status(Status(StatusCode.ERROR, str(error) or type(error).__qualname__))
             elif status is not None and status >= 400:
-                span.set_attribute(c.ERROR_TYPE, str(status))
+                attributes[c.ERROR_TYPE] = str(status)
                 span.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
+            span.set_attributes(attributes)
         except Exception:
             _log.debug("sessionlens: could not finish the span of an LLM call", exc_info=True)
         finally:
-            span.end()
+            span.end(end_time)
+
+    def _read_body(self, reader: ResponseReader) -> bool:
+        """Feed the body to ``reader``; True when it was a server-sent-events stream."""
+        chunks = self._chunks
+        if not chunks:
+            return False
+        headers = self._response_headers
+        body = b"".join(chunks)
+        if headers is not None:
+            encoding = headers.get("content-encoding", "").lower()
+            if encoding in ("gzip", "deflate"):
+                body = zlib.decompress(body, zlib.MAX_WBITS | 32)
+            elif encoding not in ("", "identity"):
+                return False  # brotli/zstd: let it pass unparsed
+            if headers.get("content-type", "").startswith("text/event-stream"):
+                _read_events(reader, event_payloads(body))
+                return True
+        if body[:1] in (b"{", b"["):
+            reader.update(json.loads(body.decode()))
+        return False
+
+
+def _read_events(reader: ResponseReader, payloads: list[bytes]) -> None:
+    """Give ``reader`` the first event, the last (some APIs' usage) and those it needs in between."""
+    events = [payload for payload in payloads if payload != b"[DONE]"]
+    last = len(events) - 1
+    for index, payload in enumerate(events):
+        if index == 0 or index == last or reader.capture or reader.interesting.search(payload):
+            reader.update(json.loads(payload))

@@ -8,6 +8,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from sessionlens.instrumentation.finisher import FINISHER
 from sessionlens.instrumentation.instrumentor import SCOPE, SessionLensInstrumentor
 
 
@@ -21,6 +22,7 @@ class Telemetry:
         self.tracer = self.provider.get_tracer("test")
 
     def spans(self) -> tuple[ReadableSpan, ...]:
+        FINISHER.flush()  # LLM spans end on the finisher thread
         return self.exporter.get_finished_spans()
 
     def llm_spans(self) -> list[ReadableSpan]:

@@ -1,0 +1,137 @@
+"""Added latency of the sessionlens instrumentation: instrumented vs. bare openai SDK.
+
+Method: the fake LLM server of the tests runs in its own process (so its threads do not
+compete with the measured calls for the GIL). In this process two ``openai.OpenAI``
+clients talk to it, identical but for ``SessionLensInstrumentor.instrument_client`` on
+one of them; calls alternate A/B in pairs, in random order within each pair, so drift
+(CPU frequency, server warm-up, GC) hits both sides alike. Spans go through a
+BatchSpanProcessor to a no-op exporter — in production export is off the call path too.
+Every call runs inside ``sessionlens.session()``/``run()`` with an adopted header, so the
+context and header paths are measured.
+
+Printed: median and p99 latency of each side and the added time (instrumented − bare),
+for non-streaming calls (whole call) and streaming calls (time to first chunk).
+
+    .venv/bin/python bench/instrumentation_overhead.py [--pairs 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import openai
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+import sessionlens
+from sessionlens.instrumentation import SessionLensInstrumentor
+
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+MESSAGES = [{"role": "user", "content": "hi"}]
+HEADERS = {"X-Request-ID": "bench-request"}
+
+SERVER = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from instr_fake_llm import FakeLLMServer
+with FakeLLMServer() as server:
+    print(server.url, flush=True)
+    sys.stdin.read()
+"""
+
+
+class _NoopExporter(SpanExporter):
+    def export(self, spans: Sequence[object]) -> SpanExportResult:  # type: ignore[override]
+        return SpanExportResult.SUCCESS
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+
+
+def _call(client: openai.OpenAI) -> float:
+    start = time.perf_counter()
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES, extra_headers=HEADERS)  # type: ignore[arg-type]
+    return time.perf_counter() - start
+
+
+def _first_chunk(client: openai.OpenAI) -> float:
+    start = time.perf_counter()
+    stream = client.chat.completions.create(
+        model="gpt-4o",
+        messages=MESSAGES,  # type: ignore[arg-type]
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_headers=HEADERS,
+    )
+    iterator = iter(stream)
+    next(iterator)
+    elapsed = time.perf_counter() - start
+    for _ in iterator:  # read to the end, as an app would, outside the measurement
+        pass
+    return elapsed
+
+
+def _ab(measure: Callable[[openai.OpenAI], float], bare: openai.OpenAI, traced: openai.OpenAI, pairs: int) -> tuple[list[float], list[float]]:
+    a: list[float] = []
+    b: list[float] = []
+    for _ in range(pairs // 10):  # warm-up: connections, caches, lazy imports
+        measure(bare), measure(traced)
+    with sessionlens.session(id="bench-session", path="bench"), sessionlens.run(agent_id="bench-agent"):
+        for _ in range(pairs):
+            if random.random() < 0.5:
+                a.append(measure(bare))
+                b.append(measure(traced))
+            else:
+                b.append(measure(traced))
+                a.append(measure(bare))
+    return a, b
+
+
+def _report(title: str, bare: list[float], traced: list[float], target_us: float) -> None:
+    us = 1e6
+    bm, tm = statistics.median(bare) * us, statistics.median(traced) * us
+    b99, t99 = _quantile(bare, 0.99) * us, _quantile(traced, 0.99) * us
+    print(f"{title} ({len(bare)} A/B pairs)")
+    print(f"  bare SDK      median {bm:9.1f} µs   p99 {b99:9.1f} µs")
+    print(f"  instrumented  median {tm:9.1f} µs   p99 {t99:9.1f} µs")
+    verdict = "OK" if tm - bm <= target_us else "MISSED"
+    print(f"  added         median {tm - bm:9.1f} µs   p99 {t99 - b99:9.1f} µs   (target median ≤ {target_us:.0f} µs: {verdict})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--pairs", type=int, default=3000, help="A/B pairs per measurement")
+    args = parser.parse_args(argv)
+
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER.format(tests=str(TESTS))], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        url = server.stdout.readline().strip()  # type: ignore[union-attr]
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(_NoopExporter()))
+        bare = openai.OpenAI(base_url=url + "/v1", api_key="k", max_retries=0)
+        traced = openai.OpenAI(base_url=url + "/v1", api_key="k", max_retries=0)
+        SessionLensInstrumentor.instrument_client(traced, tracer_provider=provider)
+
+        print(f"python {sys.version.split()[0]}, openai {openai.__version__}, fake server {url}")
+        _report("non-streaming call latency", *_ab(_call, bare, traced, args.pairs), target_us=50)
+        _report("streaming time to first chunk", *_ab(_first_chunk, bare, traced, args.pairs), target_us=100)
+        provider.shutdown()
+    finally:
+        server.stdin.close()  # type: ignore[union-attr]
+        server.wait(timeout=10)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
