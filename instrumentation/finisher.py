@@ -12,6 +12,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -19,6 +20,10 @@ _log = logging.getLogger(__name__)
 
 MAX_PENDING = 10_000
 """Beyond this backlog, work runs inline: memory stays bounded when the thread falls behind."""
+POLL_SECONDS = 0.05
+"""While calls keep coming the thread polls, so a call never pays for waking it (~20 µs)."""
+IDLE_POLLS = 20
+"""After this many empty polls (~1 s without calls) the thread parks until the next call."""
 
 
 class Finisher:
@@ -31,6 +36,7 @@ class Finisher:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._exit_hooked = False
+        self._parked = False
 
     def submit(self, job: Callable[[], None]) -> None:
         """Run ``job`` soon, on the finisher thread. Never raises."""
@@ -40,7 +46,8 @@ class Finisher:
         self._jobs.append(job)
         if self._thread is None:
             self._start()
-        if not self._wake.is_set():
+        if self._parked:
+            self._parked = False
             self._wake.set()
 
     def flush(self) -> None:
@@ -67,16 +74,32 @@ class Finisher:
                 self._thread = thread
 
     def _loop(self) -> None:
+        empty_polls = 0
         while True:
-            self._wake.wait()
-            self._wake.clear()
-            while True:
-                with self._running:
-                    try:
-                        job = self._jobs.popleft()
-                    except IndexError:
-                        break
-                    self._run(job)
+            if self._drain():
+                empty_polls = 0
+            elif empty_polls < IDLE_POLLS:
+                empty_polls += 1
+                time.sleep(POLL_SECONDS)
+            else:
+                self._parked = True
+                if self._jobs:  # a job came in while parking: submit() may have missed the flag
+                    self._parked = False
+                    continue
+                self._wake.wait()
+                self._wake.clear()
+                empty_polls = 0
+
+    def _drain(self) -> bool:
+        ran = False
+        while True:
+            with self._running:
+                try:
+                    job = self._jobs.popleft()
+                except IndexError:
+                    return ran
+                self._run(job)
+                ran = True
 
     @staticmethod
     def _run(job: Callable[[], None]) -> None:
@@ -91,6 +114,7 @@ class Finisher:
         self._wake = threading.Event()
         self._running = threading.Lock()
         self._start_lock = threading.Lock()
+        self._parked = False
 
 
 FINISHER = Finisher()
