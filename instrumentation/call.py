@@ -63,7 +63,10 @@ def _request_content(request: Any) -> bytes:
 def _json_object(content: bytes) -> dict[str, Any]:
     if not content or content[:1] != b"{":
         return {}
-    body = json.loads(content.decode())
+    try:
+        body = json.loads(content.decode())
+    except ValueError:  # not JSON after all: the headers and the context still count
+        return {}
     return body if isinstance(body, dict) else {}
 
 
