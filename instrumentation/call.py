@@ -263,18 +263,17 @@ class LLMCall:
 
     def _complete(self, end_time: int, error: BaseException | None) -> None:
         span = self._span
+        attributes: dict[str, Any] = {}
         try:
             name, attributes = self._calls.request_attributes(self._endpoint, self._content, self._headers, self._scope)
             span.update_name(name)
-            reader = ResponseReader(self._endpoint, self._calls.capture)
-            streamed = self._read_body(reader)
-            if streamed and self._first is not None:
-                attributes[c.TIME_TO_FIRST_CHUNK] = self._first - self._start
-            attributes.update(reader.result())
-            if reader.capture:
-                attributes.update(
-                    output_attributes(reader.text, reader.output, reader.finish_reasons, self._calls.capture_limit)
-                )
+        except Exception:
+            _log.debug("sessionlens: could not read an LLM request", exc_info=True)
+        try:
+            attributes.update(self._response_attributes())
+        except Exception:  # a body that does not parse loses its own details only
+            _log.debug("sessionlens: could not read an LLM response", exc_info=True)
+        try:
             status = self._status
             if error is not None:
                 attributes[c.ERROR_TYPE] = type(error).__qualname__
@@ -283,10 +282,20 @@ class LLMCall:
                 attributes[c.ERROR_TYPE] = str(status)
                 span.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
             span.set_attributes(attributes)
-        except Exception:
-            _log.debug("sessionlens: could not finish the span of an LLM call", exc_info=True)
         finally:
             span.end(end_time)
+
+    def _response_attributes(self) -> dict[str, Any]:
+        reader = ResponseReader(self._endpoint, self._calls.capture)
+        attributes: dict[str, Any] = {}
+        if self._read_body(reader) and self._first is not None:
+            attributes[c.TIME_TO_FIRST_CHUNK] = self._first - self._start
+        attributes.update(reader.result())
+        if reader.capture:
+            attributes.update(
+                output_attributes(reader.text, reader.output, reader.finish_reasons, self._calls.capture_limit)
+            )
+        return attributes
 
     def _read_body(self, reader: ResponseReader) -> bool:
         """Feed the body to ``reader``; True when it was a server-sent-events stream."""
