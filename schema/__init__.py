@@ -1,1 +1,29 @@
-"""sessionlens.schema."""
+"""sessionlens.schema: the ClickHouse schema — spans, session rollup, views, prices.
+
+Public query interface (stable names and columns, SPEC §4), in database ``otel`` by default::
+
+    SELECT * FROM otel.session_list ORDER BY last_seen DESC LIMIT 50
+    SELECT * FROM otel.session_vitals(since='2025-01-01 00:00:00', until='', project='',
+                                      environment='', service='', agent='', user='')
+    SELECT * FROM otel.session_detail(session_id='abc')
+    SELECT * FROM otel.unpriced_models
+
+``session_vitals`` and ``session_detail`` are parameterized views: ClickHouse requires every
+parameter, and for ``session_vitals`` an empty string means "no filter" (``since``/``until``
+take any date-time ``parseDateTime64BestEffort`` reads; a session counts when its activity
+overlaps the range). From clickhouse-connect pass them as query parameters, e.g.
+``session_detail(session_id={id:String})`` with ``parameters={"id": ...}``.
+
+Prices: ``model_prices`` is seeded from ``prices.json``; change a price with a plain
+``INSERT INTO otel.model_prices (model, input_per_mtok, output_per_mtok,
+cached_input_per_mtok) VALUES (...)`` (the newest row per model wins). Costs are computed
+when the views are read, through the ``model_prices_dict`` dictionary, so a new price
+applies to all stored spans within a minute, or at once after
+``SYSTEM RELOAD DICTIONARY otel.model_prices_dict``. A span's own ``gen_ai.usage.cost``
+always wins over the table.
+
+Modules: :mod:`prices` (price file, model-name rule, cost formula — shared with the cost
+processor), :mod:`options` (deployment knobs), :mod:`expressions` (SQL generated from the
+conventions), :mod:`ddl` (the statements), :mod:`migrate` (versions, ``render``,
+``apply``), :mod:`cli` (``sessionlens schema …``).
+"""
