@@ -65,24 +65,26 @@ def format_double(value: float) -> str:
     return format(Decimal(text), "f") if "e" in text else text
 
 
+# AnyValue's oneof by field number: ListFields() names the set field and its value in one
+# call, cheaper than WhichOneof plus an attribute read on this hot path.
+_STRING, _BOOL, _INT, _DOUBLE, _ARRAY, _KVLIST, _BYTES = range(1, 8)
+_to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _raw(value) -> object:
     """An AnyValue as a JSON-ready Python value (for arrays and maps)."""
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "int_value":
-        return value.int_value
-    if kind == "double_value":
-        return value.double_value
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode()
-    if kind == "array_value":
-        return [_raw(v) for v in value.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: _raw(kv.value) for kv in value.kvlist_value.values}
-    return None
+    fields = value.ListFields()
+    if not fields:
+        return None
+    field, item = fields[0]
+    number = field.number
+    if number == _ARRAY:
+        return [_raw(v) for v in item.values]
+    if number == _KVLIST:
+        return {kv.key: _raw(kv.value) for kv in item.values}
+    if number == _BYTES:
+        return base64.b64encode(item).decode()
+    return item
 
 
 def render(value) -> str:
@@ -91,26 +93,53 @@ def render(value) -> str:
     Strings as is, ints in decimal, doubles as Go formats them, ``true``/``false``, bytes
     base64, arrays and maps as compact JSON; an empty value is ``""``.
     """
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "int_value":
-        return str(value.int_value)
-    if kind == "double_value":
-        return format_double(value.double_value)
-    if kind == "bool_value":
-        return "true" if value.bool_value else "false"
-    if kind == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode()
-    if kind is None:
+    fields = value.ListFields()
+    if not fields:
         return ""
-    return json.dumps(_raw(value), separators=(",", ":"), ensure_ascii=False)
+    field, item = fields[0]
+    number = field.number
+    if number == _STRING:
+        return item
+    if number == _INT:
+        return str(item)
+    if number == _BOOL:
+        return "true" if item else "false"
+    if number == _DOUBLE:
+        return format_double(item)
+    if number == _BYTES:
+        return base64.b64encode(item).decode()
+    return _composite(value)
+
+
+_composite_cache: dict[bytes, str] = {}
+_COMPOSITE_CACHE_SIZE = 4096
+
+
+def _composite(value) -> str:
+    """An array or map value as JSON, cached by its encoding.
+
+    Such values repeat a lot (``finish_reasons: ["stop"]``) and walking them element by
+    element is the slowest part of decoding; serializing the small message is cheap.
+    """
+    key = value.SerializeToString()
+    text = _composite_cache.get(key)
+    if text is None:
+        text = _to_json(_raw(value))
+        if len(_composite_cache) >= _COMPOSITE_CACHE_SIZE:
+            _composite_cache.clear()  # bounded; a simple reset keeps the hot path cheap
+        _composite_cache[key] = text
+    return text
 
 
 def attributes(key_values) -> dict[str, str]:
     """OTLP KeyValues → ``{key: rendered value}`` (a later duplicate key wins)."""
-    # Most values are non-empty strings: take those without a WhichOneof call each.
-    return {kv.key: (kv.value.string_value or render(kv.value)) for kv in key_values}
+    result = {}
+    for kv in key_values:
+        value = kv.value
+        # Most values are non-empty strings: take those without the general render.
+        text = value.string_value
+        result[kv.key] = text if text else render(value)
+    return result
 
 
 # --- requests ------------------------------------------------------------------------
@@ -132,7 +161,7 @@ def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
     return ExportTraceServiceRequest.FromString(lenient.SerializeToString())
 
 
-_ID_FIELDS = ("traceId", "spanId", "parentSpanId")
+_ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
 
 
 def _hex_ids_to_base64(obj: dict) -> None:

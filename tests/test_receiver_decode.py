@@ -1,0 +1,121 @@
+"""OTLP decoding: attribute rendering as the clickhouseexporter does it, validation, leniency."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from sessionlens.collector import otlp
+
+
+def _value(**kwargs) -> AnyValue:
+    return AnyValue(**kwargs)
+
+
+def _array(*values: AnyValue) -> AnyValue:
+    value = AnyValue()
+    value.array_value.values.extend(values)
+    return value
+
+
+def _kvlist(**values: AnyValue) -> AnyValue:
+    value = AnyValue()
+    value.kvlist_value.values.extend(KeyValue(key=k, value=v) for k, v in values.items())
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (_value(string_value="héllo"), "héllo"),
+        (_value(string_value=""), ""),
+        (AnyValue(), ""),
+        (_value(int_value=-42), "-42"),
+        (_value(int_value=2**63 - 1), "9223372036854775807"),
+        (_value(double_value=0.25), "0.25"),
+        (_value(double_value=3.0), "3"),
+        (_value(double_value=1e21), "1000000000000000000000"),
+        (_value(double_value=1.5e-7), "0.00000015"),
+        (_value(double_value=float("inf")), "+Inf"),
+        (_value(double_value=float("nan")), "NaN"),
+        (_value(bool_value=True), "true"),
+        (_value(bool_value=False), "false"),
+        (_value(bytes_value=b"\x00\xff"), "AP8="),
+        (_array(_value(string_value="stop"), _value(int_value=1), _value(bool_value=True)),
+         '["stop",1,true]'),
+        (_kvlist(a=_value(string_value="x"), b=_array(_value(double_value=0.5))),
+         '{"a":"x","b":[0.5]}'),
+        (_array(), "[]"),
+        (_array(_value(string_value='q"é')), '["q\\"é"]'),
+    ],
+)
+def test_render(value, text):
+    assert otlp.render(value) == text
+    assert otlp.render(value) == text  # a cached composite renders the same
+
+
+def test_attributes_later_duplicate_wins():
+    kvs = [KeyValue(key="k", value=_value(string_value="first")),
+           KeyValue(key="k", value=_value(int_value=2))]
+    assert otlp.attributes(kvs) == {"k": "2"}
+
+
+def _one_span_request(**span_fields) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add()
+    span.trace_id, span.span_id, span.name = b"\x01" * 16, b"\x02" * 8, "op"
+    for key, value in span_fields.items():
+        setattr(span, key, value)
+    return request
+
+
+def test_events_and_links_are_decoded():
+    request = _one_span_request()
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    event = span.events.add(time_unix_nano=5, name="gen_ai.choice")
+    event.attributes.add(key="index", value=_value(int_value=0))
+    link = span.links.add(trace_id=b"\x03" * 16, span_id=b"\x04" * 8, trace_state="k=v")
+    link.attributes.add(key="why", value=_value(string_value="retry"))
+    (decoded,) = otlp.decode(request).spans
+    assert (decoded.events[0].name, decoded.events[0].attributes) == ("gen_ai.choice", {"index": "0"})
+    assert decoded.links[0].trace_id == b"\x03" * 16
+    assert decoded.links[0].attributes == {"why": "retry"}
+
+
+def test_resource_overrides_replace_client_values_and_resource_is_shared():
+    request = _one_span_request()
+    request.resource_spans[0].resource.attributes.add(key="sessionlens.project", value=_value(string_value="evil"))
+    request.resource_spans[0].scope_spans[0].spans.add().CopyFrom(
+        request.resource_spans[0].scope_spans[0].spans[0]
+    )
+    first, second = otlp.decode(request, {"sessionlens.project": "team"}).spans
+    assert first.resource == {"sessionlens.project": "team"}
+    assert first.resource is second.resource
+
+
+def test_invalid_utf8_in_keys_and_nested_values_is_replaced():
+    request = _one_span_request()
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    span.attributes.add(key="kAAA", value=_array(_value(string_value="vBBB")))
+    body = request.SerializeToString().replace(b"AAA", b"\xc3\x28!").replace(b"BBB", b"\xe2\x82!")
+    (decoded,) = otlp.decode(otlp.parse_protobuf(body)).spans
+    assert decoded.attributes == {"k\ufffd(!": '["v\ufffd!"]'}
+
+
+def test_truncated_body_is_malformed():
+    body = _one_span_request().SerializeToString()
+    with pytest.raises(otlp.MalformedRequest):
+        otlp.parse_protobuf(body[:-3])
+
+
+def test_json_accepts_snake_case_and_rejects_non_objects():
+    request = otlp.parse_json(
+        b'{"resource_spans":[{"scope_spans":[{"spans":[{"trace_id":"0102030405060708090a0b0c0d0e0f10",'
+        b'"span_id":"0102030405060708","name":"x","kind":"SPAN_KIND_SERVER"}]}]}]}'
+    )
+    (span,) = otlp.decode(request).spans
+    assert span.trace_id.hex() == "0102030405060708090a0b0c0d0e0f10" and span.kind == 2
+    for body in (b"[1, 2]", b'{"resourceSpans": 5}', b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"name": 5}]}]}]}'):
+        with pytest.raises(otlp.MalformedRequest):
+            otlp.parse_json(body)
