@@ -8,7 +8,7 @@ same the schema's views use, so a stored cost and a cost the views compute agree
 span carries wins. An unknown model gets no cost attribute (the views count it as 0 and list
 the model as unpriced); so does a span with malformed token counts.
 
-The cost is written as a plain decimal string (no exponent) so any reader parses it.
+The cost is written as a fixed-point decimal string (no exponent) so any reader parses it.
 Runs after ``normalize``, which maps other instrumentations' token and cost names.
 """
 
@@ -25,6 +25,7 @@ TYPE = "cost"
 
 _MODEL_CACHE_SIZE = 10_000
 """Distinct model names remembered; model names are few, this only bounds a flood of junk."""
+_UNSEEN = object()
 
 
 @dataclass
@@ -34,9 +35,8 @@ class Config:
 
 
 def format_cost(usd: float) -> str:
-    """``usd`` as a decimal string to 1e-12 USD, without exponent or trailing zeros."""
-    text = f"{usd:.12f}".rstrip("0")
-    return text + "0" if text.endswith(".") else text
+    """``usd`` as a fixed-point decimal string to 1e-12 USD (no exponent)."""
+    return f"{usd:.12f}"
 
 
 class CostProcessor:
@@ -50,9 +50,10 @@ class CostProcessor:
                 f"cost: cannot use prices_file {config.prices_file!r}: {exc}; "
                 "fix the file or leave prices_file empty for the shipped prices"
             ) from exc
-        # model name as spans report it -> price-table key, or None when not priced.
-        # Dict reads and writes are atomic under the GIL; a race only computes a key twice.
-        self._keys: dict[str, str | None] = {}
+        # model name as spans report it -> USD per (uncached input, output, cached input)
+        # token, or None when not priced. Dict reads and writes are atomic under the GIL;
+        # a race only computes an entry twice.
+        self._rates: dict[str, tuple[float, float, float] | None] = {}
         self._lock = threading.Lock()
 
     def start(self, host: object) -> None:
@@ -61,21 +62,26 @@ class CostProcessor:
     def shutdown(self) -> None:
         pass
 
-    def _price_key(self, model: str) -> str | None:
-        try:
-            return self._keys[model]
-        except KeyError:
-            pass
-        key = canonical_model(model, self._prices)
-        found = key if key in self._prices else None
+    def _rates_of(self, model: str) -> tuple[float, float, float] | None:
+        prices = self._prices
+        key = canonical_model(model, prices)
+        rates = None
+        if key in prices:
+            # cost_usd is linear in each token count: its per-token rates, taken once per
+            # model, price a span without the name lookup (tests hold the two equal).
+            rates = (
+                cost_usd(prices, key, 1, 0),
+                cost_usd(prices, key, 0, 1),
+                cost_usd(prices, key, 1, 0, 1),
+            )
         with self._lock:
-            if len(self._keys) >= _MODEL_CACHE_SIZE:
-                self._keys.clear()
-            self._keys[model] = found
-        return found
+            if len(self._rates) >= _MODEL_CACHE_SIZE:
+                self._rates.clear()
+            self._rates[model] = rates
+        return rates
 
     def process(self, spans: list[Span]) -> list[Span]:
-        prices = self._prices
+        cache = self._rates
         for span in spans:
             a = span.attributes
             if c.COST in a:
@@ -89,21 +95,24 @@ class CostProcessor:
             model = a.get(c.RESPONSE_MODEL) or a.get(c.REQUEST_MODEL)
             if not model:
                 continue
-            key = self._price_key(model)
-            if key is None:
+            rates = cache.get(model, _UNSEEN)
+            if rates is _UNSEEN:
+                rates = self._rates_of(model)
+            if rates is None:
                 continue
             try:
-                usd = cost_usd(
-                    prices,
-                    key,
-                    int(a.get(c.INPUT_TOKENS, 0)),
-                    int(a.get(c.OUTPUT_TOKENS, 0)),
-                    int(a.get(c.CACHE_READ_INPUT_TOKENS, 0)),
-                )
-            except ValueError:  # a token count that is no non-negative integer
+                input_tokens = int(a.get(c.INPUT_TOKENS, 0))
+                output_tokens = int(a.get(c.OUTPUT_TOKENS, 0))
+                cached = int(a.get(c.CACHE_READ_INPUT_TOKENS, 0))
+            except ValueError:  # a token count that is no integer
                 continue
-            if usd is not None:
-                a[c.COST] = format_cost(usd)
+            if input_tokens < 0 or output_tokens < 0 or cached < 0:
+                continue
+            # As cost_usd: input counts include the cached ones.
+            uncached = input_tokens - cached if input_tokens > cached else 0
+            a[c.COST] = format_cost(
+                uncached * rates[0] + output_tokens * rates[1] + cached * rates[2]
+            )
         return spans
 
 

@@ -109,8 +109,9 @@ class NormalizeProcessor:
 
     def _normalize(self, attrs: dict[str, str]) -> dict[str, str]:
         attrs = self._limit(attrs)
-        if not self._alias_keys.isdisjoint(attrs):
-            self._apply_aliases(attrs)
+        hits = self._alias_keys.intersection(attrs)
+        if hits:
+            self._apply_aliases(attrs, hits)
         return attrs
 
     def _normalize_resource(self, resource: dict[str, str]) -> dict[str, str]:
@@ -118,9 +119,9 @@ class NormalizeProcessor:
             return resource
         return self._normalize(dict(resource))
 
-    def _apply_aliases(self, attrs: dict[str, str]) -> None:
+    def _apply_aliases(self, attrs: dict[str, str], hits: set[str]) -> None:
         aliases = self._aliases
-        for alias in sorted(self._alias_keys.intersection(attrs), key=self._rank.__getitem__):
+        for alias in sorted(hits, key=self._rank.__getitem__) if len(hits) > 1 else hits:
             canonical, renames = aliases[alias]
             if canonical in attrs:
                 continue
@@ -132,13 +133,14 @@ class NormalizeProcessor:
 
     def _is_clean(self, attrs: dict[str, str]) -> bool:
         """True when no limit or text rule applies (the common case, checked in C loops)."""
-        values = attrs.values()
-        return (
-            len(attrs) <= self._max_attributes
-            and (not attrs or max(map(len, values)) <= self._safe_chars)
-            and all(map(str.isascii, values))
-            and all(map(str.isascii, attrs))
-        )
+        if len(attrs) > self._max_attributes:
+            return False
+        # One join per span beats a Python-level loop; an all-ASCII string has no
+        # surrogates and as many bytes as characters.
+        values = "".join(attrs.values())
+        if not (values.isascii() and "".join(attrs).isascii()):
+            return False
+        return len(values) <= self._safe_chars or max(map(len, attrs.values())) <= self._max_bytes
 
     def _limit(self, attrs: dict[str, str]) -> dict[str, str]:
         """``attrs`` within the limits and free of lone surrogates (the same dict if it was)."""

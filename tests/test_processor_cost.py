@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sessionlens import conventions as c
 from sessionlens.collector.pdata import Span
@@ -100,7 +102,7 @@ def test_prices_file_override(tmp_path):
     config = cost.Config(prices_file=str(path))
     a = priced({c.OPERATION: "chat", c.REQUEST_MODEL: "House-Model", c.INPUT_TOKENS: "500000",
                 c.OUTPUT_TOKENS: "250000"}, config)
-    assert a[c.COST] == "2.0"
+    assert float(a[c.COST]) == 2.0
     assert c.COST not in priced({c.OPERATION: "chat", c.REQUEST_MODEL: "gpt-4o"}, config)
 
 
@@ -114,6 +116,20 @@ def test_unusable_prices_file_is_a_clear_error(tmp_path, content):
 
 
 def test_format_cost_never_uses_an_exponent():
-    assert cost.format_cost(3.75e-05) == "0.0000375"
-    assert cost.format_cost(0.0) == "0.0"
-    assert cost.format_cost(12.5) == "12.5"
+    assert cost.format_cost(3.75e-05) == "0.000037500000"
+    assert cost.format_cost(0.0) == "0.000000000000"
+    assert cost.format_cost(12.5) == "12.500000000000"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(sorted(load_prices())),
+    st.integers(0, 10**7),
+    st.integers(0, 10**6),
+    st.integers(0, 10**7),
+)
+def test_stored_cost_equals_the_schema_formula(model, input_tokens, output_tokens, cached):
+    a = priced({c.OPERATION: "chat", c.REQUEST_MODEL: model, c.INPUT_TOKENS: str(input_tokens),
+                c.OUTPUT_TOKENS: str(output_tokens), c.CACHE_READ_INPUT_TOKENS: str(cached)})
+    expected = cost_usd(load_prices(), model, input_tokens, output_tokens, cached)
+    assert float(a[c.COST]) == pytest.approx(expected, rel=1e-9, abs=1e-12)

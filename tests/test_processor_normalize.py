@@ -108,13 +108,15 @@ def test_clean_resource_is_not_copied():
 
 
 def test_long_values_are_truncated_to_bytes_at_a_character_boundary():
-    span = make_span({"ascii": "a" * 100, "wide": "é" * 60, "short": "ok"})
+    span = make_span({"ascii": "a" * 100, "wide": "é" * 60, "short": "ok", "exact": "b" * 64,
+                      "exact-wide": "é" * 32})
     (out,) = run([span], max_attribute_value_size=64)
     a = out.attributes
     assert a["ascii"] == "a" * 64
     assert a["wide"] == "é" * 32  # 2 bytes each: 32 fit in 64 bytes
     assert len("é" * 60) == 60 and len(a["wide"].encode()) == 64
     assert a["short"] == "ok"
+    assert a["exact"] == "b" * 64 and a["exact-wide"] == "é" * 32  # at the limit: kept whole
     assert a[c.TRUNCATED_ATTRIBUTES] == "2"
 
 
