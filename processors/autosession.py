@@ -66,7 +66,16 @@ class Config:
     """Trace → session assignments remembered (least recently seen forgotten first)."""
     rebuild_margin: Duration = Duration(3600.0)
     """``start`` reloads sessions active within ``inactivity_timeout`` plus this."""
-    traces_table: str = "otel_traces"
+    traces_table_name: str = "otel_traces"
+
+    def __post_init__(self) -> None:
+        for name in ("max_keys", "max_windows_per_key", "max_traces"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.inactivity_timeout <= 0:
+            raise ValueError(f"inactivity_timeout must be positive, got {self.inactivity_timeout}s")
+        if self.rebuild_margin < 0:
+            raise ValueError(f"rebuild_margin cannot be negative, got {self.rebuild_margin}s")
 
 
 def key_hash(source: str, raw: str) -> str:
@@ -117,13 +126,6 @@ class AutoSessionProcessor:
     """Assigns sessions; state is shared by all threads calling ``process``."""
 
     def __init__(self, config: Config) -> None:
-        for name in ("max_keys", "max_windows_per_key", "max_traces"):
-            if getattr(config, name) < 1:
-                raise ValueError(f"autosession: {name} must be at least 1, got {getattr(config, name)}")
-        if config.inactivity_timeout <= 0:
-            raise ValueError(
-                f"autosession: inactivity_timeout must be positive, got {config.inactivity_timeout}s"
-            )
         self.config = config
         self._timeout = int(config.inactivity_timeout * _NS)
         self._lock = threading.Lock()
@@ -265,7 +267,7 @@ class AutoSessionProcessor:
         lookback = float(self.config.inactivity_timeout + self.config.rebuild_margin)
         params = {
             "db": database,
-            "table": self.config.traces_table,
+            "table": self.config.traces_table_name,
             "lookback": lookback,
             "key": c.SESSION_KEY,
             "sid": c.SESSION_ID,
@@ -302,5 +304,5 @@ class AutoSessionProcessor:
 
 
 def create(config: Config, host: object = None) -> AutoSessionProcessor:
-    """An autosession processor; raises ValueError on a non-positive limit or timeout."""
+    """An autosession processor for ``config``."""
     return AutoSessionProcessor(config)

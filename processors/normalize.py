@@ -47,6 +47,15 @@ class Config:
     max_attributes: int = 128
     """Attributes kept per span, resource or event, as received."""
 
+    def __post_init__(self) -> None:
+        if self.max_attribute_value_size < 1:
+            raise ValueError(
+                "max_attribute_value_size must be at least 1 byte, "
+                f"got {self.max_attribute_value_size}"
+            )
+        if self.max_attributes < 1:
+            raise ValueError(f"max_attributes must be at least 1, got {self.max_attributes}")
+
 
 def _alias_table() -> dict[str, tuple[str, dict[str, str] | None]]:
     """alias -> (canonical key, value renames), in order of preference."""
@@ -70,15 +79,6 @@ class NormalizeProcessor:
     """Canonical names, attribute limits and valid text; stateless, safe from any thread."""
 
     def __init__(self, config: Config) -> None:
-        if config.max_attribute_value_size < 1:
-            raise ValueError(
-                f"normalize: max_attribute_value_size must be at least 1 byte, "
-                f"got {config.max_attribute_value_size}"
-            )
-        if config.max_attributes < 1:
-            raise ValueError(
-                f"normalize: max_attributes must be at least 1, got {config.max_attributes}"
-            )
         self._max_bytes = config.max_attribute_value_size
         # A string of n characters is at most 4n bytes of UTF-8, so up to this many
         # characters no value needs encoding to check its size.
@@ -171,5 +171,5 @@ class NormalizeProcessor:
 
 
 def create(config: Config, host: object = None) -> NormalizeProcessor:
-    """A normalize processor for ``config``; raises ValueError on a limit below 1."""
+    """A normalize processor for ``config``."""
     return NormalizeProcessor(config)

@@ -215,7 +215,8 @@ def test_concurrent_batches_of_one_user_share_the_session():
 
 @pytest.mark.parametrize(
     "config",
-    [{"inactivity_timeout": 0}, {"max_keys": 0}, {"max_windows_per_key": 0}, {"max_traces": -1}],
+    [{"inactivity_timeout": 0}, {"max_keys": 0}, {"max_windows_per_key": 0}, {"max_traces": -1},
+     {"rebuild_margin": -1}],
 )
 def test_bad_config_is_rejected_naming_the_field(config):
     with pytest.raises(ValueError, match=next(iter(config))):
@@ -448,3 +449,12 @@ def test_start_without_a_table_logs_and_starts_empty(chdb_url, database, caplog)
     assert "no state rebuilt" in caplog.text
     (span,) = p.process([make_span(1, 0, attrs={c.USER_ID: "u"})])
     assert span.attributes[c.SESSION_SOURCE] == c.SOURCE_AUTO_USER
+
+
+def test_the_collector_config_builds_this_config_and_reports_bad_values():
+    from sessionlens.collector.config import ConfigError, build
+
+    config = build(autosession.Config, {"inactivity_timeout": "45m", "max_keys": 10}, "p")
+    assert config.inactivity_timeout == 2700.0 and config.max_keys == 10
+    with pytest.raises(ConfigError, match="processors.autosession: max_traces must be at least 1"):
+        build(autosession.Config, {"max_traces": 0}, "processors.autosession")
