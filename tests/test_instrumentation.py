@@ -260,3 +260,22 @@ def test_instrument_client_traces_only_that_client(telemetry: Telemetry, server:
 def test_instrument_client_rejects_what_it_cannot_trace() -> None:
     with pytest.raises(TypeError, match="httpx/httpx2 client"):
         SessionLensInstrumentor.instrument_client(object())
+
+
+@pytest.mark.parametrize(
+    ("attributes", "duplicate"),
+    [
+        ({c.OPERATION: "chat", "gen_ai.system": "openai"}, True),  # opentelemetry-instrumentation-openai-v2
+        ({c.LLM_REQUEST_TYPE: "chat", "gen_ai.system": "OpenAI"}, True),  # OpenLLMetry
+        ({c.OPERATION: "invoke_agent", c.AGENT_NAME: "planner"}, False),  # an agent span wraps LLM calls
+    ],
+    ids=["openai-v2", "openllmetry", "agent"],
+)
+def test_other_genai_spans_are_enriched_not_duplicated(
+    tel: Telemetry, oai: openai.OpenAI, attributes: dict[str, str], duplicate: bool
+) -> None:
+    with tel.tracer.start_as_current_span("outer", attributes=attributes):
+        oai.chat.completions.create(model="gpt-4o", messages=MESSAGES, extra_headers={"X-Session-ID": "s-outer"})
+    outer = next(s for s in tel.spans() if s.name == "outer")
+    assert len(tel.llm_spans()) == (0 if duplicate else 1)
+    assert (outer.attributes.get(c.SESSION_ID) == "s-outer") is duplicate
