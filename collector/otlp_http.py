@@ -26,6 +26,7 @@ log = logging.getLogger("sessionlens.collector")
 PATH = "/v1/traces"
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
+_DISCARD_MAX = 4 << 20  # larger refused bodies are cut off by closing the connection
 
 
 class _Reject(Exception):
@@ -80,15 +81,29 @@ class _Handler(BaseHTTPRequestHandler):
         except _Reject as reject:
             self._fail(reject.status, str(reject), reject.headers)
 
-    def _read_body(self, limit: int) -> bytes:
+    def _discard(self, length: int) -> None:
+        """Read and drop a refused body, so the client sees the answer rather than a reset."""
+        self.close_connection = True  # whatever is left unread must not pass for a request
+        remaining = min(length, _DISCARD_MAX)
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 1 << 20))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+
+    def _length(self) -> int:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            self.close_connection = True
             raise _Reject(411, "send a Content-Length (chunked bodies are not accepted)")
         try:
-            length = int(self.headers.get("Content-Length") or 0)
+            return int(self.headers.get("Content-Length") or 0)
         except ValueError:
+            self.close_connection = True
             raise _Reject(400, "bad Content-Length") from None
+
+    def _read_body(self, length: int, limit: int) -> bytes:
         if length > limit:
-            self.close_connection = True  # the unread body must not be taken for a request
+            self._discard(length)
             raise _Reject(413, f"body exceeds {limit} bytes")
         body = self.rfile.read(length)
         encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
@@ -100,19 +115,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _export(self) -> tuple[bytes, str]:
         server = self.server
+        length = self._length()
         if self.path.split("?", 1)[0] != PATH:
-            self.close_connection = True
+            self._discard(length)
             raise _Reject(404, f"not found: OTLP traces go to POST {PATH}")
         content_type = self._content_type()
         if content_type not in (PROTOBUF, JSON):
-            self.close_connection = True
+            self._discard(length)
             raise _Reject(415, f"unsupported Content-Type {content_type!r}: use {PROTOBUF} or {JSON}")
         try:
             project = server.exporting.authenticate(self.headers.get("Authorization"))
         except Unauthenticated as exc:
-            self.close_connection = True
+            self._discard(length)
             raise _Reject(401, str(exc), {"WWW-Authenticate": "Bearer"}) from None
-        body = self._read_body(server.max_body)
+        body = self._read_body(length, server.max_body)
         try:
             request = otlp.parse_json(body) if content_type == JSON else otlp.parse_protobuf(body)
         except otlp.MalformedRequest as exc:
