@@ -35,10 +35,14 @@ def run(args: argparse.Namespace) -> int:
     """Load the config, start the pipeline, serve until SIGINT/SIGTERM, shut down cleanly."""
     from sessionlens.collector.config import ConfigError, load
     from sessionlens.collector.pipeline import Pipeline
+    from sessionlens.collector.storage import StorageError
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    for handler in logging.getLogger().handlers:
+        if _quiet_drivers not in handler.filters:
+            handler.addFilter(_quiet_drivers)
     try:
         config = load(args.config)
     except ConfigError as exc:
@@ -52,7 +56,14 @@ def run(args: argparse.Namespace) -> int:
     pipeline = Pipeline(config)
     try:
         pipeline.start()
-    except Exception as exc:  # storage unreachable, port in use, bad component settings
+    except StorageError as exc:
+        print(
+            f"sessionlens collector: cannot start: {_one_line(exc)} "
+            f"(is ClickHouse running? check exporters.{config.exporter.id}.endpoint)",
+            file=sys.stderr,
+        )
+        return 1
+    except Exception as exc:  # port in use, bad component settings
         print(f"sessionlens collector: cannot start: {_one_line(exc)}", file=sys.stderr)
         return 1
     log.info("listening: %s (config %s)", ", ".join(pipeline.endpoints()), args.config)
@@ -62,6 +73,14 @@ def run(args: argparse.Namespace) -> int:
     pipeline.shutdown()
     log.info("stopped")
     return 0
+
+
+def _quiet_drivers(record: logging.LogRecord) -> bool:
+    """Drop the HTTP drivers' per-attempt warnings: the exporter reports failures itself.
+
+    (A filter, not a logger level: clickhouse-connect resets urllib3's level on import.)
+    """
+    return record.levelno >= logging.ERROR or not record.name.startswith(("urllib3", "clickhouse_connect"))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -151,3 +153,23 @@ def test_cli_port_in_use_exit_1_one_line(tmp_path, capsys, recording_exporter):
         assert main(["collector", "--config", str(path)]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"127.0.0.1:{port}" in err and "address in use" in err
+
+
+def test_cli_unreachable_clickhouse_exit_1_one_line(tmp_path):
+    path = tmp_path / "unreachable.yaml"
+    path.write_text(textwrap.dedent(f"""
+        receivers:
+          otlp: {{protocols: {{grpc: {{endpoint: "127.0.0.1:0"}}}}}}
+        exporters:
+          clickhouse: {{endpoint: "http://127.0.0.1:1", spool: {{directory: "{tmp_path / 'spool'}"}}}}
+        service:
+          pipelines:
+            traces: {{receivers: [otlp], exporters: [clickhouse]}}
+    """))
+    result = subprocess.run(
+        [sys.executable, "-m", "sessionlens", "collector", "--config", str(path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "cannot reach ClickHouse" in result.stderr and "exporters.clickhouse.endpoint" in result.stderr
