@@ -7,7 +7,10 @@ For every span (and each distinct resource of a batch):
   names) are copied to their canonical key, with value renames from
   ``conventions.VALUE_ALIASES`` (``gen_ai.system=az.ai.openai`` → ``gen_ai.provider.name=
   azure.ai.openai``). A canonical key already present wins; among aliases the first listed
-  wins. The alias attribute itself is kept: normalizing is lossless, so queries and
+  wins. The Langfuse SDK's JSON ``usage_details``/``cost_details`` become token and cost
+  attributes; OpenLLMetry's and Vercel AI's metadata (``traceloop.association.properties.
+  <name>``, ``ai.telemetry.metadata.<name>``) also become ``sessionlens.property.<name>``.
+  The alias attribute itself is kept: normalizing is lossless, so queries and
   dashboards written against another instrumentation's names keep working and nothing a
   user sent is lost; the cost is a few duplicated values per span.
 - Limits: at most ``max_attributes`` attributes as received (the first ones in arrival
@@ -28,12 +31,14 @@ copy per distinct resource of the batch.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from itertools import islice
 
 from sessionlens import conventions as c
 from sessionlens.collector.pdata import Span
+from sessionlens.processors.cost import format_cost
 
 TYPE = "normalize"
 
@@ -67,6 +72,40 @@ def _alias_table() -> dict[str, tuple[str, dict[str, str] | None]]:
     return table
 
 
+_LANGFUSE_KEYS = frozenset({c.LANGFUSE_USAGE_DETAILS, c.LANGFUSE_COST_DETAILS})
+# Searched in the span's keys joined with NUL, so a match is at the start of a key.
+_PROPERTY_PROBES = tuple("\0" + prefix for prefix in c.PROPERTY_ALIAS_PREFIXES)
+
+
+def _json_numbers(text: str | None) -> dict[str, float]:
+    """The numeric fields of a JSON object attribute (none when it is not one)."""
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {
+        k: v for k, v in value.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+    }
+
+
+def _apply_langfuse_details(attrs: dict[str, str]) -> None:
+    """Tokens and cost from the Langfuse SDK's JSON attributes (a canonical key wins)."""
+    usage = _json_numbers(attrs.get(c.LANGFUSE_USAGE_DETAILS))
+    cached = next((usage[k] for k in c.LANGFUSE_USAGE_CACHED if k in usage), 0)
+    if c.LANGFUSE_USAGE_INPUT in usage:  # Langfuse's input leaves cached tokens out
+        attrs.setdefault(c.INPUT_TOKENS, str(int(usage[c.LANGFUSE_USAGE_INPUT] + cached)))
+    if c.LANGFUSE_USAGE_OUTPUT in usage:
+        attrs.setdefault(c.OUTPUT_TOKENS, str(int(usage[c.LANGFUSE_USAGE_OUTPUT])))
+    if cached:
+        attrs.setdefault(c.CACHE_READ_INPUT_TOKENS, str(int(cached)))
+    cost = _json_numbers(attrs.get(c.LANGFUSE_COST_DETAILS)).get(c.LANGFUSE_COST_TOTAL)
+    if cost is not None:
+        attrs.setdefault(c.COST, format_cost(cost))
+
+
 def _rename_value(value: str, renames: dict[str, str]) -> str:
     lowered = value.lower()
     renamed = renames.get(lowered)
@@ -85,7 +124,7 @@ class NormalizeProcessor:
         self._safe_chars = config.max_attribute_value_size // 4
         self._max_attributes = config.max_attributes
         self._aliases = _alias_table()
-        self._alias_keys = frozenset(self._aliases)
+        self._alias_keys = frozenset(self._aliases) | _LANGFUSE_KEYS
         self._rank = {alias: i for i, alias in enumerate(self._aliases)}
 
     def start(self, host: object) -> None:
@@ -112,6 +151,11 @@ class NormalizeProcessor:
         hits = self._alias_keys.intersection(attrs)
         if hits:
             self._apply_aliases(attrs, hits)
+        keys = "\0" + "\0".join(attrs)
+        for probe in _PROPERTY_PROBES:  # a loop: cheaper than any() over a generator
+            if probe in keys:
+                self._apply_property_prefixes(attrs)
+                break
         return attrs
 
     def _normalize_resource(self, resource: dict[str, str]) -> dict[str, str]:
@@ -119,7 +163,19 @@ class NormalizeProcessor:
             return resource
         return self._normalize(dict(resource))
 
+    def _apply_property_prefixes(self, attrs: dict[str, str]) -> None:
+        for key, value in list(attrs.items()):
+            if key in self._aliases:
+                continue  # e.g. traceloop's session_id: already a canonical key's alias
+            for prefix in c.PROPERTY_ALIAS_PREFIXES:
+                if key.startswith(prefix) and len(key) > len(prefix):
+                    attrs.setdefault(c.PROPERTY_PREFIX + key[len(prefix):], value)
+                    break
+
     def _apply_aliases(self, attrs: dict[str, str], hits: set[str]) -> None:
+        if not _LANGFUSE_KEYS.isdisjoint(hits):
+            _apply_langfuse_details(attrs)
+            hits = hits - _LANGFUSE_KEYS
         aliases = self._aliases
         for alias in sorted(hits, key=self._rank.__getitem__) if len(hits) > 1 else hits:
             canonical, renames = aliases[alias]

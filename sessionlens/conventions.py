@@ -265,3 +265,16 @@ VALUE_ALIASES: Final[dict[str, dict[str, str]]] = {
 """Value renames for an alias, keyed by the alias (looked up lower-cased, then by the part
 before the first dot, as in Vercel AI's ``openai.chat``). A value not listed is copied as
 it is; a value mapped to ``""`` sets no canonical attribute."""
+
+PROPERTY_ALIAS_PREFIXES: Final = ("traceloop.association.properties.", "ai.telemetry.metadata.")
+"""Where OpenLLMetry and Vercel AI put an application's own metadata: ``<prefix><name>``
+is copied to ``sessionlens.property.<name>`` (names the alias tables map are left out)."""
+
+LANGFUSE_USAGE_DETAILS: Final = "langfuse.observation.usage_details"
+"""Langfuse SDK: JSON object of token counts; ``input`` excludes cached input tokens."""
+LANGFUSE_USAGE_INPUT: Final = "input"
+LANGFUSE_USAGE_OUTPUT: Final = "output"
+LANGFUSE_USAGE_CACHED: Final = ("input_cached_tokens", "cache_read_input_tokens")
+LANGFUSE_COST_DETAILS: Final = "langfuse.observation.cost_details"
+"""Langfuse SDK: JSON object of costs in USD; ``total`` is the call's cost."""
+LANGFUSE_COST_TOTAL: Final = "total"

@@ -87,6 +87,39 @@ def test_instrumentation_names_and_value_renames(alias, value, canonical, expect
     assert out.attributes[alias] == value
 
 
+def test_langfuse_json_usage_and_cost_become_canonical_attributes():
+    span = make_span({
+        "langfuse.observation.usage_details": '{"input": 100, "output": 20, "input_cached_tokens": 30}',
+        "langfuse.observation.cost_details": '{"input": 0.001, "total": 0.00002}',
+    })
+    (out,) = run([span])
+    a = out.attributes
+    assert (a[c.INPUT_TOKENS], a[c.OUTPUT_TOKENS], a[c.CACHE_READ_INPUT_TOKENS]) == ("130", "20", "30")
+    assert float(a[c.COST]) == 0.00002 and "e" not in a[c.COST]
+
+
+@pytest.mark.parametrize("details", ["not json", "[1, 2]", '{"input": "ten", "output": true}', ""])
+def test_unusable_langfuse_details_are_kept_and_ignored(details):
+    (out,) = run([make_span({"langfuse.observation.usage_details": details})])
+    assert out.attributes == {"langfuse.observation.usage_details": details}
+
+
+def test_instrumentation_metadata_becomes_sessionlens_properties():
+    span = make_span({
+        "traceloop.association.properties.tenant": "acme",
+        "traceloop.association.properties.session_id": "s-9",
+        "ai.telemetry.metadata.plan": "pro",
+        "sessionlens.property.plan": "from-header",
+        "x.ai.telemetry.metadata.other": "not a prefix match",
+    })
+    (out,) = run([span])
+    a = out.attributes
+    assert a["sessionlens.property.tenant"] == "acme"
+    assert a["sessionlens.property.plan"] == "from-header"  # the canonical key wins
+    assert a[c.SESSION_ID] == "s-9" and "sessionlens.property.session_id" not in a
+    assert "sessionlens.property.other" not in a
+
+
 def test_a_value_that_names_no_operation_sets_none():
     (out,) = run([make_span({"openinference.span.kind": "CHAIN"})])
     assert c.OPERATION not in out.attributes
