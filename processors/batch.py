@@ -2,11 +2,12 @@
 
 Unlike the OpenTelemetry Collector's batch processor, which acknowledges spans as soon as
 they are queued (and loses them if the process dies), this one holds every request until
-the batch it joined has gone downstream: spans of concurrent requests are gathered until
-``send_batch_size`` spans are waiting or ``timeout`` has passed since the oldest arrived,
-handed on in one call (split at ``send_batch_max_size``), and each request is released
-with that call's outcome. So the receiver still acknowledges only exported spans, while
-storage sees large inserts.
+the batch it joined has gone downstream: spans of concurrent requests are gathered while
+the previous batch is still being stored (or, with ``flush_when_idle: false``, until
+``send_batch_size`` spans wait or ``timeout`` has passed since the oldest arrived), handed
+on in one call (split at ``send_batch_max_size``), and each request is released with that
+call's outcome. So the receiver still acknowledges only exported spans, while storage sees
+large batches under load and idle requests are not held back.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class Config:
     """Upper bound of one downstream call (0: no bound)."""
     timeout: Duration = Duration(0.2)
     """Longest a span waits for others before its batch goes downstream."""
+    flush_when_idle: bool = True
+    """Send at once when nothing is on its way downstream: spans then wait only while the
+    previous batch is being stored, and batches grow with the load (classic group commit).
+    False: wait for ``send_batch_size`` or ``timeout`` as the Collector's batch does."""
     max_queued_spans: int = 262_144
     """Spans waiting at most; beyond it requests are refused (UNAVAILABLE) to bound memory."""
 
@@ -112,7 +117,11 @@ class GroupCommit:
                     return None
                 self._cond.wait()
             deadline = self._pending[0].arrived + config.timeout
-            while self._queued < config.send_batch_size and not self._stopping:
+            while (
+                not config.flush_when_idle
+                and self._queued < config.send_batch_size
+                and not self._stopping
+            ):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

@@ -66,7 +66,7 @@ def _concurrently(consume, requests: list[list[Span]]) -> list[BaseException | N
 
 def test_concurrent_requests_share_one_downstream_call():
     downstream = Downstream()
-    batch, consume = _batch(downstream, send_batch_size=1000, timeout=30)
+    batch, consume = _batch(downstream, send_batch_size=1000, timeout=30, flush_when_idle=False)
     outcomes = _concurrently(consume, [_spans(100, f"r{i}") for i in range(10)])
     batch.shutdown()
     assert outcomes == [None] * 10
@@ -87,9 +87,31 @@ def test_requests_return_only_after_their_batch_went_downstream():
     assert [len(call) for call in downstream.calls] == [3]
 
 
+def test_group_commit_gathers_while_downstream_is_busy_and_never_waits_when_idle():
+    downstream = Downstream()
+    batch, consume = _batch(downstream, send_batch_size=8192, timeout=60)
+    consume(_spans(2))  # idle: sent at once, not after the 60 s timeout
+    downstream.gate.clear()
+    downstream.entered.clear()
+    first = threading.Thread(target=consume, args=(_spans(1),))
+    first.start()
+    assert downstream.entered.wait(5)  # being "stored": the next requests gather meanwhile
+    gathered = threading.Thread(target=_concurrently, args=(consume, [_spans(3) for _ in range(5)]))
+    gathered.start()
+    for _ in range(500):
+        if batch._queued == 15:
+            break
+        threading.Event().wait(0.01)
+    downstream.gate.set()
+    first.join(5)
+    gathered.join(5)
+    batch.shutdown()
+    assert [len(call) for call in downstream.calls] == [2, 1, 15]
+
+
 def test_timeout_sends_a_partial_batch():
     downstream = Downstream()
-    batch, consume = _batch(downstream, send_batch_size=8192, timeout=0.05)
+    batch, consume = _batch(downstream, send_batch_size=8192, timeout=0.05, flush_when_idle=False)
     consume(_spans(5))  # would block forever if only size triggered a batch
     batch.shutdown()
     assert [len(call) for call in downstream.calls] == [5]
@@ -98,7 +120,7 @@ def test_timeout_sends_a_partial_batch():
 def test_every_waiting_request_gets_the_downstream_error():
     downstream = Downstream()
     downstream.error = ExportUnavailable("spool full", retry_after=3)
-    batch, consume = _batch(downstream, send_batch_size=40, timeout=30)
+    batch, consume = _batch(downstream, send_batch_size=40, timeout=30, flush_when_idle=False)
     outcomes = _concurrently(consume, [_spans(10) for _ in range(4)])
     batch.shutdown()
     assert all(isinstance(o, ExportUnavailable) and o.retry_after == 3 for o in outcomes)
@@ -136,7 +158,7 @@ def test_send_batch_max_size_splits_large_requests():
 
 def test_shutdown_flushes_what_is_queued_and_then_refuses():
     downstream = Downstream()
-    batch, consume = _batch(downstream, send_batch_size=1000, timeout=60)
+    batch, consume = _batch(downstream, send_batch_size=1000, timeout=60, flush_when_idle=False)
     waiter = threading.Thread(target=consume, args=(_spans(7),))
     waiter.start()
     while not batch._queued:
