@@ -9,6 +9,7 @@ failures: telemetry never breaks the call, and it only sees bytes the applicatio
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import time
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import context, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from sessionlens import conventions as c
@@ -137,8 +139,13 @@ class CallTracer:
         self._endpoints[key] = found
         return found
 
-    def begin(self, request: Any) -> LLMCall | None:
-        """The call a request starts, or None when it is no LLM call or one already traced."""
+    def begin(self, request: Any, parentable: bool) -> LLMCall | None:
+        """The call a request starts, or None when it is no LLM call or one already traced.
+
+        ``parentable``: something below (an instrumented transport) may start spans or send
+        trace context during the request, so the LLM span must exist and be current now.
+        Otherwise the finisher starts it later, with this moment's start time and context.
+        """
         try:
             found = self._endpoint(request.url)
             if found is None:
@@ -152,12 +159,18 @@ class CallTracer:
                     identity_attributes(_lowered_headers(request.headers), body, current_attributes())
                 )
                 return None
+            if not parentable:
+                return LLMCall(self, endpoint, constant, request, None, None)
             span = self._tracer.start_span(endpoint.operation, kind=SpanKind.CLIENT, attributes=constant)
             token = context.attach(trace.set_span_in_context(span))
-            return LLMCall(self, span, token, endpoint, request)
+            return LLMCall(self, endpoint, constant, request, span, token)
         except Exception:
             _log.debug("sessionlens: could not start the span of an LLM call", exc_info=True)
             return None
+
+    def start_late(self, name: str, attributes: dict[str, Any], parent: Context, start_time: int) -> Span:
+        """Start a call's span on the finisher thread, as of ``start_time`` under ``parent``."""
+        return self._tracer.start_span(name, parent, SpanKind.CLIENT, attributes, start_time=start_time)
 
     def request_attributes(
         self, endpoint: Endpoint, content: bytes, headers: Any, scope: Mapping[str, str]
@@ -177,9 +190,13 @@ class LLMCall:
 
     __slots__ = (
         "_calls",
+        "_endpoint",
+        "_constant",
         "_span",
         "_token",
-        "_endpoint",
+        "_parent",
+        "_vars",
+        "_start_time",
         "_content",
         "_headers",
         "_scope",
@@ -192,11 +209,25 @@ class LLMCall:
         "_ended",
     )
 
-    def __init__(self, calls: CallTracer, span: Span, token: object, endpoint: Endpoint, request: Any) -> None:
+    def __init__(
+        self,
+        calls: CallTracer,
+        endpoint: Endpoint,
+        constant: dict[str, Any],
+        request: Any,
+        span: Span | None,
+        token: object,
+    ) -> None:
         self._calls = calls
+        self._endpoint = endpoint
+        self._constant = constant
         self._span = span
         self._token = token
-        self._endpoint = endpoint
+        if span is None:
+            # What the finisher needs to start the span as if it had started now, here.
+            self._parent = context.get_current()
+            self._vars = contextvars.copy_context()
+            self._start_time = time.time_ns()
         # Kept as they are now: the finisher reads them after the call has moved on.
         self._content = _request_content(request)
         self._headers = _lowered_headers(request.headers)
@@ -211,6 +242,8 @@ class LLMCall:
 
     def sent(self) -> None:
         """The request has been answered (or failed): the call's span is no longer current."""
+        if self._token is None:
+            return
         try:
             context.detach(self._token)  # type: ignore[arg-type]
         except Exception:
@@ -262,13 +295,20 @@ class LLMCall:
     # --- on the finisher thread ---------------------------------------------------------
 
     def _complete(self, end_time: int, error: BaseException | None) -> None:
-        span = self._span
         attributes: dict[str, Any] = {}
+        name = self._endpoint.operation
         try:
             name, attributes = self._calls.request_attributes(self._endpoint, self._content, self._headers, self._scope)
-            span.update_name(name)
         except Exception:
             _log.debug("sessionlens: could not read an LLM request", exc_info=True)
+        span = self._span
+        if span is None:
+            # In the call's own contextvars, so processors reading them see the app's context.
+            attributes = {**self._constant, **attributes}
+            span = self._vars.run(self._calls.start_late, name, attributes, self._parent, self._start_time)
+            attributes = {}
+        else:
+            span.update_name(name)
         try:
             attributes.update(self._response_attributes())
         except Exception:  # a body that does not parse loses its own details only

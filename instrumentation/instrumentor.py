@@ -43,11 +43,24 @@ def _version() -> str:
         return "0"
 
 
-def _sync_send(calls: CallTracer, wrap_stream: StreamWrapper) -> Any:
+def _parentable(transport: Any, stock: type, method: str) -> bool:
+    """Whether the client's transport may start spans or send trace context of its own.
+
+    True for a transport that is not the library's stock one, or whose stock class is
+    wrapped (opentelemetry-instrumentation-httpx and its likes): the LLM span must then be
+    current while the request is sent, so their spans become its children.
+    """
+    return type(transport) is not stock or hasattr(getattr(stock, method), "__wrapped__")
+
+
+def _sync_send(calls: CallTracer, wrap_stream: StreamWrapper, module: Any) -> Any:
+    stock = module.HTTPTransport
+
     def send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
-        call = calls.begin(args[0] if args else kwargs.get("request"))
+        parentable = _parentable(getattr(instance, "_transport", None), stock, "handle_request")
+        call = calls.begin(args[0] if args else kwargs.get("request"), parentable)
         if call is None:
             return wrapped(*args, **kwargs)
         try:
@@ -63,11 +76,14 @@ def _sync_send(calls: CallTracer, wrap_stream: StreamWrapper) -> Any:
     return send
 
 
-def _async_send(calls: CallTracer, wrap_stream: StreamWrapper) -> Any:
+def _async_send(calls: CallTracer, wrap_stream: StreamWrapper, module: Any) -> Any:
+    stock = module.AsyncHTTPTransport
+
     async def send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not is_instrumentation_enabled():
             return await wrapped(*args, **kwargs)
-        call = calls.begin(args[0] if args else kwargs.get("request"))
+        parentable = _parentable(getattr(instance, "_transport", None), stock, "handle_async_request")
+        call = calls.begin(args[0] if args else kwargs.get("request"), parentable)
         if call is None:
             return await wrapped(*args, **kwargs)
         try:
@@ -103,8 +119,8 @@ class SessionLensInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         modules = _http_modules()
         for module in modules:
             sync_stream, async_stream = stream_wrappers(module)
-            wrap_function_wrapper(module, "Client.send", _sync_send(calls, sync_stream))
-            wrap_function_wrapper(module, "AsyncClient.send", _async_send(calls, async_stream))
+            wrap_function_wrapper(module, "Client.send", _sync_send(calls, sync_stream, module))
+            wrap_function_wrapper(module, "AsyncClient.send", _async_send(calls, async_stream, module))
         self._modules = modules
         adopt = kwargs.get("adopt_baggage")
         add_session_processor(provider, propagation_enabled() if adopt is None else adopt)
@@ -130,9 +146,10 @@ class SessionLensInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         provider = tracer_provider or trace.get_tracer_provider()
         calls = _call_tracer(provider, capture_content)
         sync_stream, async_stream = stream_wrappers(module)
-        wrapper = _async_send(calls, async_stream) if isinstance(http_client, module.AsyncClient) else _sync_send(
-            calls, sync_stream
-        )
+        if isinstance(http_client, module.AsyncClient):
+            wrapper = _async_send(calls, async_stream, module)
+        else:
+            wrapper = _sync_send(calls, sync_stream, module)
         http_client.send = FunctionWrapper(http_client.send, wrapper)
         add_session_processor(provider, propagation_enabled())
 

@@ -278,4 +278,6 @@ def test_other_genai_spans_are_enriched_not_duplicated(
         oai.chat.completions.create(model="gpt-4o", messages=MESSAGES, extra_headers={"X-Session-ID": "s-outer"})
     outer = next(s for s in tel.spans() if s.name == "outer")
     assert len(tel.llm_spans()) == (0 if duplicate else 1)
+    for llm in tel.llm_spans():  # started on the finisher thread, still under the app's span
+        assert llm.parent is not None and llm.parent.span_id == outer.context.span_id
     assert (outer.attributes.get(c.SESSION_ID) == "s-outer") is duplicate

@@ -83,7 +83,7 @@ def test_unparseable_bodies_still_end_the_span() -> None:
     calls = CallTracer(telemetry.provider.get_tracer("sessionlens.instrumentation"), capture=True, capture_limit=100)
     url = "https://api.openai.com/v1/chat/completions"
     request = httpx2.Request("POST", url, content=b"{not json", headers={"X-Session-ID": "s-bad"})
-    call = calls.begin(request)
+    call = calls.begin(request, parentable=False)
     assert call is not None
     call.sent()
     call.responded(httpx2.Response(200, content=b"{garbage", request=request), stream_wrappers(httpx2)[0])
