@@ -43,14 +43,18 @@ def _version() -> str:
         return "0"
 
 
-def _parentable(transport: Any, stock: type, method: str) -> bool:
+def _parentable(client: Any, stock: type, method: str) -> bool:
     """Whether the client's transport may start spans or send trace context of its own.
 
-    True for a transport that is not the library's stock one, or whose stock class is
-    wrapped (opentelemetry-instrumentation-httpx and its likes): the LLM span must then be
-    current while the request is sent, so their spans become its children.
+    True unless the client sends through the library's stock transport, unwrapped (class
+    or instance: opentelemetry-instrumentation-httpx wraps either) and without mounts.
+    The LLM span must then be current while the request is sent, so their spans become
+    its children.
     """
-    return type(transport) is not stock or hasattr(getattr(stock, method), "__wrapped__")
+    transport = getattr(client, "_transport", None)
+    if type(transport) is not stock or getattr(client, "_mounts", None):
+        return True
+    return hasattr(getattr(transport, method, None), "__wrapped__")
 
 
 def _sync_send(calls: CallTracer, wrap_stream: StreamWrapper, module: Any) -> Any:
@@ -59,7 +63,7 @@ def _sync_send(calls: CallTracer, wrap_stream: StreamWrapper, module: Any) -> An
     def send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
-        parentable = _parentable(getattr(instance, "_transport", None), stock, "handle_request")
+        parentable = _parentable(instance, stock, "handle_request")
         call = calls.begin(args[0] if args else kwargs.get("request"), parentable)
         if call is None:
             return wrapped(*args, **kwargs)
@@ -82,7 +86,7 @@ def _async_send(calls: CallTracer, wrap_stream: StreamWrapper, module: Any) -> A
     async def send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not is_instrumentation_enabled():
             return await wrapped(*args, **kwargs)
-        parentable = _parentable(getattr(instance, "_transport", None), stock, "handle_async_request")
+        parentable = _parentable(instance, stock, "handle_async_request")
         call = calls.begin(args[0] if args else kwargs.get("request"), parentable)
         if call is None:
             return await wrapped(*args, **kwargs)

@@ -281,3 +281,13 @@ def test_other_genai_spans_are_enriched_not_duplicated(
     for llm in tel.llm_spans():  # started on the finisher thread, still under the app's span
         assert llm.parent is not None and llm.parent.span_id == outer.context.span_id
     assert (outer.attributes.get(c.SESSION_ID) == "s-outer") is duplicate
+
+
+def test_a_per_client_instrumented_transport_gets_the_llm_span_as_parent(tel: Telemetry, server: FakeLLMServer) -> None:
+    from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor
+
+    with httpx2.Client(base_url=server.url) as client:
+        HTTPX2ClientInstrumentor.instrument_client(client, tracer_provider=tel.provider)
+        client.post("/v1/chat/completions", json={"model": "m", "messages": MESSAGES})
+    http = next(s for s in tel.spans() if s.name == "POST")
+    assert http.parent is not None and http.parent.span_id == only_llm_span(tel).context.span_id
