@@ -103,7 +103,8 @@ class Chain:
 
 def main() -> None:
     base = make_spans(SPANS)
-    print(f"{SPANS:,} LLM spans, {len(base[0].attributes)}-{len(base[1].attributes)} attributes, "
+    sizes = {len(s.attributes) for s in base}
+    print(f"{SPANS:,} LLM spans, {min(sizes)}-{max(sizes)} attributes (+7 resource), "
           f"batches of {BATCH}, one thread, best of 3")
     norm = lambda: normalize.create(normalize.Config())  # noqa: E731
     auto = lambda: autosession.create(autosession.Config())  # noqa: E731

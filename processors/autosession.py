@@ -111,7 +111,7 @@ def span_key(span: Span) -> tuple[int, str]:
 class _Unit:
     """The spans of one trace in one batch."""
 
-    __slots__ = ("trace_id", "start", "end", "pending", "explicit", "assigned")
+    __slots__ = ("trace_id", "start", "end", "pending", "explicit", "key", "assigned")
 
     def __init__(self, span: Span) -> None:
         self.trace_id = span.trace_id
@@ -119,6 +119,7 @@ class _Unit:
         self.end = span.end_time_unix_nano
         self.pending: list[Span] = []  # spans without a session.id
         self.explicit: tuple[int, str] | None = None  # (start, id) of the earliest explicit
+        self.key: tuple[str, str] | None = None  # (source, key hash) when it needs one
         self.assigned: tuple[str, str, str] = ("", "", "")  # session id, source, key hash
 
 
@@ -157,14 +158,14 @@ class AutoSessionProcessor:
                 unit.pending.append(span)
 
         ordered = sorted(units.values(), key=lambda u: (u.start, u.trace_id))
-        keys = {
-            id(u): min(map(span_key, u.pending))
-            for u in ordered
-            if u.pending and u.explicit is None
-        }
+        for unit in ordered:  # hashing outside the lock
+            if unit.pending and unit.explicit is None:
+                rank, raw = min(map(span_key, unit.pending))
+                source = c.SESSION_SOURCES[rank]
+                unit.key = (source, key_hash(source, raw))
         with self._lock:
             for unit in ordered:
-                unit.assigned = self._assign(unit, keys.get(id(unit)))
+                unit.assigned = self._assign(unit)
             while len(self._traces) > self.config.max_traces:
                 self._traces.popitem(last=False)
 
@@ -200,7 +201,7 @@ class AutoSessionProcessor:
 
     # --- state (called with the lock held) --------------------------------------------
 
-    def _assign(self, unit: _Unit, key: tuple[int, str] | None) -> tuple[str, str, str]:
+    def _assign(self, unit: _Unit) -> tuple[str, str, str]:
         traces = self._traces
         prior = traces.get(unit.trace_id)
         if prior is not None:
@@ -212,9 +213,8 @@ class AutoSessionProcessor:
         if unit.explicit is not None:
             assigned = (unit.explicit[1], c.SOURCE_EXPLICIT, "")
         else:
-            assert key is not None
-            source = c.SESSION_SOURCES[key[0]]
-            key_id = key_hash(source, key[1])
+            assert unit.key is not None  # a unit has explicit or pending spans
+            source, key_id = unit.key
             assigned = (self._place(key_id, unit.start, unit.end), source, key_id)
         traces[unit.trace_id] = assigned
         return assigned
