@@ -29,9 +29,11 @@
    ``inactivity_timeout + rebuild_margin`` of now: a conversation spanning a restart keeps
    its session.
 
-Equal to a sort-and-sweep over all spans of a key (the reference) when units arrive in
-start order, or out of order within a batch; under wider disorder every session is still
-contained in one reference session (it may be split, never merged across a gap).
+Equal to a sort-and-sweep over each key's traces (the reference) when traces arrive whole
+within a batch and batches in start order, spans shuffled within a batch or not; under
+wider disorder every session is still contained in one reference session (it may be
+split, never merged across a gap), and the grouping equals the reference whenever each
+trace arrives within the timeout of one already seen of its reference session.
 """
 
 from __future__ import annotations
