@@ -38,3 +38,4 @@ def instrumented(telemetry: Telemetry, **kwargs: object) -> Iterator[Telemetry]:
     finally:
         instrumentor.uninstrument()
         telemetry.exporter.clear()
+

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Iterator
 
 import anthropic
 import httpx
@@ -12,7 +11,7 @@ import httpx2
 import openai
 import pytest
 from instr_fake_llm import USAGE_GEMINI, FakeLLMServer
-from instr_support import Telemetry, instrumented
+from instr_support import Telemetry
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -20,28 +19,10 @@ from sessionlens import conventions as c
 from sessionlens.instrumentation import responses
 from sessionlens.instrumentation.instrumentor import SessionLensInstrumentor
 
+pytest_plugins = ("instr_fixtures",)
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def telemetry() -> Telemetry:
-    return Telemetry()
-
-
-@pytest.fixture
-def tel(telemetry: Telemetry) -> Iterator[Telemetry]:
-    yield from instrumented(telemetry)
-
-
-@pytest.fixture
-def oai(server: FakeLLMServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0)
 
 
 @pytest.fixture

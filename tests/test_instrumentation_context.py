@@ -21,28 +21,10 @@ from sessionlens.instrumentation.content import TRUNCATION_MARK
 from sessionlens.instrumentation.context import current_attributes
 from sessionlens.instrumentation.processor import SessionSpanProcessor
 
+pytest_plugins = ("instr_fixtures",)
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def telemetry() -> Telemetry:
-    return Telemetry()
-
-
-@pytest.fixture
-def tel(telemetry: Telemetry) -> Iterator[Telemetry]:
-    yield from instrumented(telemetry)
-
-
-@pytest.fixture
-def oai(server: FakeLLMServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0)
 
 
 def chat(client: openai.OpenAI, **kwargs: object) -> None:
