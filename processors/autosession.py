@@ -6,8 +6,8 @@
 2. A span without one inherits its trace's session when a span of that trace was already
    assigned: in an earlier batch (a bounded LRU of trace id → session), else an explicit
    span of the same batch (the earliest-starting one).
-3. Otherwise the trace's spans of this batch form one unit with a **session key**, the
-   first that exists: ``user.id`` (span, then resource) → ``auto:user``; ``client.address``
+3. Otherwise the trace's spans of this batch form one unit with a **session key** (within
+   its project, the ``sessionlens.project`` resource attribute), the first that exists: ``user.id`` (span, then resource) → ``auto:user``; ``client.address``
    (+ ``user_agent.original`` when present; span, then resource) → ``auto:fingerprint``;
    ``service.name`` + ``service.instance.id``, else ``host.name`` + ``process.pid``
    (resource) → ``auto:instance``; else the trace id → ``auto:trace``. When the spans of
@@ -20,14 +20,17 @@
    else the earliest after it. Windows are never merged, since spans already stored keep
    their ids; a bridging unit joins the earlier session and extends it. Units of a batch
    are placed in start order, so disorder within a batch does not matter.
-5. The session id is a hash of (hashed key, start of the window when opened): the same
-   stream replayed gives the same ids, and no raw user, address or user agent appears in
-   it. A late unit that moves a window's start earlier does not change its id.
+5. The session id is 32 hex digits: a 64-bit hash of the key, then a 64-bit hash of (key
+   hash, start of the window when opened). The same stream replayed gives the same ids; no
+   raw user, address or user agent appears in them (set ``key_secret`` to make the key
+   hash a keyed one, so a guessable key such as an IPv4 address cannot be recovered by
+   trying them all). A late unit that moves a window's start earlier keeps the id.
 6. Memory is bounded (``max_keys`` keys LRU, ``max_windows_per_key``, ``max_traces``).
-   Each auto-assigned span carries ``sessionlens.session.key`` (the key hash), so
-   ``start`` rebuilds windows and traces from ``otel_traces`` for activity within
-   ``inactivity_timeout + rebuild_margin`` of now: a conversation spanning a restart keeps
-   its session.
+   ``start`` rebuilds the windows from the ``session_list`` view (a session id names its
+   key) for sessions active within ``inactivity_timeout + rebuild_margin`` of now, and
+   trace assignments from ``otel_traces`` (TraceId, SessionId, SessionSource columns)
+   for the last ``inactivity_timeout``: a conversation spanning a restart keeps its
+   session. Spans still in the exporter's spool at start are not seen by the rebuild.
 
 Equal to a sort-and-sweep over each key's traces (the reference) when traces arrive whole
 within a batch and batches in start order, spans shuffled within a batch or not; under
@@ -48,6 +51,7 @@ from dataclasses import dataclass
 from sessionlens import conventions as c
 from sessionlens.collector.component import Duration
 from sessionlens.collector.pdata import Span
+from sessionlens.schema.ddl import SESSION_LIST
 
 TYPE = "autosession"
 
@@ -69,6 +73,9 @@ class Config:
     rebuild_margin: Duration = Duration(3600.0)
     """``start`` reloads sessions active within ``inactivity_timeout`` plus this."""
     traces_table_name: str = "otel_traces"
+    key_secret: str = ""
+    """Key for hashing session keys (ids stay deterministic for one secret); keep it
+    stable, or sessions split at the change. Empty: plain hash."""
 
     def __post_init__(self) -> None:
         for name in ("max_keys", "max_windows_per_key", "max_traces"):
@@ -80,34 +87,40 @@ class Config:
             raise ValueError(f"rebuild_margin cannot be negative, got {self.rebuild_margin}s")
 
 
-def key_hash(source: str, raw: str) -> str:
-    """The stored form of a session key: a hash, so no raw IP or user agent leaves here."""
+def key_hash(source: str, raw: str, secret: bytes = b"") -> str:
+    """A session key as 16 hex digits: a hash, so no raw IP or user agent leaves here."""
     data = f"{source}\x1f{raw}".encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    return hashlib.blake2b(data, digest_size=8, key=secret).hexdigest()
 
 
 def session_id(key: str, start_unix_nano: int) -> str:
     """The id of the auto-session of hashed ``key`` that opened at ``start_unix_nano``."""
     data = f"{key}\x1f{start_unix_nano}".encode()
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    return key + hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+def key_of(session: str) -> str:
+    """The key hash an auto-session id starts with."""
+    return session[:16]
 
 
 def span_key(span: Span) -> tuple[int, str]:
     """(rank of the source in ``SESSION_SOURCES``, raw key) of a span without a session."""
     a, r = span.attributes, span.resource
+    project = r.get(c.PROJECT, "") + "\x1f"  # one project's users are not another's
     user = a.get(c.USER_ID) or r.get(c.USER_ID)
     if user:
-        return 1, user
+        return 1, project + user
     address = a.get(c.CLIENT_ADDRESS) or r.get(c.CLIENT_ADDRESS)
     if address:
-        return 2, address + "\x1f" + (a.get(c.USER_AGENT) or r.get(c.USER_AGENT) or "")
+        return 2, project + address + "\x1f" + (a.get(c.USER_AGENT) or r.get(c.USER_AGENT) or "")
     service, instance = r.get(c.SERVICE_NAME), r.get(c.SERVICE_INSTANCE_ID)
     if service and instance:
-        return 3, "service\x1f" + service + "\x1f" + instance
+        return 3, project + "service\x1f" + service + "\x1f" + instance
     host, pid = r.get(c.HOST_NAME), r.get(c.PROCESS_PID)
     if host and pid:
-        return 3, "host\x1f" + host + "\x1f" + pid
-    return 4, span.trace_id.hex()
+        return 3, project + "host\x1f" + host + "\x1f" + pid
+    return 4, project + span.trace_id.hex()
 
 
 class _Unit:
@@ -122,7 +135,7 @@ class _Unit:
         self.pending: list[Span] = []  # spans without a session.id
         self.explicit: tuple[int, str] | None = None  # (start, id) of the earliest explicit
         self.key: tuple[str, str] | None = None  # (source, key hash) when it needs one
-        self.assigned: tuple[str, str, str] = ("", "", "")  # session id, source, key hash
+        self.assigned: tuple[str, str] = ("", "")  # session id, source
 
 
 class AutoSessionProcessor:
@@ -131,11 +144,12 @@ class AutoSessionProcessor:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._timeout = int(config.inactivity_timeout * _NS)
+        self._secret = config.key_secret.encode()
         self._lock = threading.Lock()
         # key hash -> windows [start, end, session id], sorted by start
         self._windows: OrderedDict[str, list[list]] = OrderedDict()
-        # trace id -> (session id, source, key hash or "" for explicit)
-        self._traces: OrderedDict[bytes, tuple[str, str, str]] = OrderedDict()
+        # trace id -> (session id, source)
+        self._traces: OrderedDict[bytes, tuple[str, str]] = OrderedDict()
 
     # --- pipeline ---------------------------------------------------------------------
 
@@ -164,7 +178,7 @@ class AutoSessionProcessor:
             if unit.pending and unit.explicit is None:
                 rank, raw = min(map(span_key, unit.pending))
                 source = c.SESSION_SOURCES[rank]
-                unit.key = (source, key_hash(source, raw))
+                unit.key = (source, key_hash(source, raw, self._secret))
         with self._lock:
             for unit in ordered:
                 unit.assigned = self._assign(unit)
@@ -172,13 +186,11 @@ class AutoSessionProcessor:
                 self._traces.popitem(last=False)
 
         for unit in ordered:
-            sid, source, key = unit.assigned
+            sid, source = unit.assigned
             for span in unit.pending:
                 a = span.attributes
                 a[c.SESSION_ID] = sid
                 a[c.SESSION_SOURCE] = source
-                if key:
-                    a[c.SESSION_KEY] = key
         return spans
 
     def start(self, host) -> None:
@@ -203,21 +215,21 @@ class AutoSessionProcessor:
 
     # --- state (called with the lock held) --------------------------------------------
 
-    def _assign(self, unit: _Unit) -> tuple[str, str, str]:
+    def _assign(self, unit: _Unit) -> tuple[str, str]:
         traces = self._traces
         prior = traces.get(unit.trace_id)
         if prior is not None:
             traces.move_to_end(unit.trace_id)
-            sid, _, key_id = prior
-            if key_id:
-                self._extend(key_id, sid, unit.start, unit.end)
+            sid, source = prior
+            if source != c.SOURCE_EXPLICIT:
+                self._extend(key_of(sid), sid, unit.start, unit.end)
             return prior
         if unit.explicit is not None:
-            assigned = (unit.explicit[1], c.SOURCE_EXPLICIT, "")
+            assigned = (unit.explicit[1], c.SOURCE_EXPLICIT)
         else:
             assert unit.key is not None  # a unit has explicit or pending spans
             source, key_id = unit.key
-            assigned = (self._place(key_id, unit.start, unit.end), source, key_id)
+            assigned = (self._place(key_id, unit.start, unit.end), source)
         traces[unit.trace_id] = assigned
         return assigned
 
@@ -266,42 +278,40 @@ class AutoSessionProcessor:
                 return
 
     def _rebuild(self, client, database: str) -> None:
-        lookback = float(self.config.inactivity_timeout + self.config.rebuild_margin)
         params = {
             "db": database,
             "table": self.config.traces_table_name,
-            "lookback": lookback,
-            "key": c.SESSION_KEY,
-            "sid": c.SESSION_ID,
-            "source": c.SESSION_SOURCE,
+            "view": SESSION_LIST,
+            "auto": [src for src in c.SESSION_SOURCES if src != c.SOURCE_EXPLICIT],
+            "lookback": float(self.config.inactivity_timeout + self.config.rebuild_margin),
+            "trace_lookback": float(self.config.inactivity_timeout),
         }
-        recent = "Timestamp >= now64(9) - toIntervalSecond({lookback:Float64})"
+        # session_list reads the sessions rollup, never the raw spans.
         windows = client.query(
-            "SELECT SpanAttributes[{key:String}] AS k, SpanAttributes[{sid:String}] AS s,"
-            " toUnixTimestamp64Nano(min(Timestamp)),"
-            " max(toUnixTimestamp64Nano(Timestamp) + Duration) AS e"
-            " FROM {db:Identifier}.{table:Identifier}"
-            f" WHERE {recent} AND k != '' AND s != ''"
-            " GROUP BY k, s ORDER BY e DESC LIMIT {limit:UInt64}",
+            "SELECT session_id, toUnixTimestamp64Nano(first_seen),"
+            " toUnixTimestamp64Nano(last_seen) AS e"
+            " FROM {db:Identifier}.{view:Identifier}"
+            " WHERE source IN {auto:Array(String)}"
+            " AND last_seen >= now64(9) - toIntervalSecond({lookback:Float64})"
+            " ORDER BY e DESC LIMIT {limit:UInt64}",
             parameters={**params, "limit": self.config.max_keys * self.config.max_windows_per_key},
         ).result_rows
         traces = client.query(
-            "SELECT TraceId, argMin((SpanAttributes[{sid:String}], SpanAttributes[{source:String}],"
-            " SpanAttributes[{key:String}]), Timestamp) AS a, max(Timestamp) AS last"
+            "SELECT TraceId, argMin((SessionId, SessionSource), Timestamp), max(Timestamp) AS last"
             " FROM {db:Identifier}.{table:Identifier}"
-            f" WHERE {recent} AND SpanAttributes[{{sid:String}}] != ''"
+            " WHERE Timestamp >= now64(9) - toIntervalSecond({trace_lookback:Float64})"
             " GROUP BY TraceId ORDER BY last DESC LIMIT {limit:UInt64}",
             parameters={**params, "limit": self.config.max_traces},
         ).result_rows
         with self._lock:
-            for key_id, sid, start, end in reversed(windows):  # least recently active first
-                insort(self._key_windows(key_id), [start, end, sid])
+            for sid, start, end in reversed(windows):  # least recently active first
+                insort(self._key_windows(key_of(sid)), [start, end, sid])
             for window_list in self._windows.values():
                 del window_list[: -self.config.max_windows_per_key]
-            for trace_hex, (sid, source, key_id), _ in reversed(traces):
-                if source not in _SOURCES:
-                    source = c.SOURCE_EXPLICIT
-                self._traces[bytes.fromhex(trace_hex)] = (sid, source, key_id)
+            for trace_hex, (sid, source), _ in reversed(traces):
+                self._traces[bytes.fromhex(trace_hex)] = (
+                    sid, source if source in _SOURCES else c.SOURCE_EXPLICIT
+                )
         log.info("autosession: rebuilt %d sessions and %d traces", len(windows), len(traces))
 
 

@@ -154,9 +154,6 @@ def property_attribute(header: str) -> str | None:
 
 # --- attributes the collector's processors add ------------------------------------------
 
-SESSION_KEY: Final = "sessionlens.session.key"
-"""Hash of an auto-session's key (never the raw user, address or agent): lets the
-autosession processor rebuild its state from stored spans after a restart."""
 TRUNCATED_ATTRIBUTES: Final = "sessionlens.truncated_attributes"
 """How many attribute values of the span the collector truncated to its size limit."""
 DROPPED_ATTRIBUTES: Final = "sessionlens.dropped_attributes_count"

@@ -63,9 +63,9 @@ def test_each_key_type_sets_its_source_and_hides_the_raw_key(attrs, resource, so
     (span,) = processor().process([make_span(7, 0, attrs=attrs, resource=resource)])
     a = span.attributes
     assert a[c.SESSION_SOURCE] == source
-    assert len(a[c.SESSION_ID]) == 32 and len(a[c.SESSION_KEY]) == 32
+    assert len(a[c.SESSION_ID]) == 32 and set(a[c.SESSION_ID]) <= set("0123456789abcdef")
     if secret is not None:
-        assert secret not in a[c.SESSION_ID] and secret not in a[c.SESSION_KEY]
+        assert secret not in a[c.SESSION_ID]
 
 
 def test_user_key_outranks_fingerprint_and_instance():
@@ -80,11 +80,25 @@ def test_user_key_outranks_fingerprint_and_instance():
     assert sid(out[1]) == sid(out[2]) != sid(out[0])
 
 
+def test_projects_never_share_an_auto_session():
+    a, b = processor().process([
+        make_span(1, 0, attrs={c.USER_ID: "alice"}, resource={c.PROJECT: "p1"}),
+        make_span(2, 0, attrs={c.USER_ID: "alice"}, resource={c.PROJECT: "p2"}),
+    ])
+    assert sid(a) != sid(b)
+
+
+def test_key_secret_changes_ids_deterministically():
+    def ids(**config):
+        return sid(processor(**config).process([make_span(1, 0, attrs={c.USER_ID: "u"})])[0])
+
+    assert ids(key_secret="s1") == ids(key_secret="s1") != ids(key_secret="s2") != ids()
+
+
 def test_explicit_session_wins_and_is_marked_explicit():
     (span,) = processor().process([make_span(1, 0, attrs={c.SESSION_ID: "s-1", c.USER_ID: "u"})])
     assert sid(span) == "s-1"
     assert span.attributes[c.SESSION_SOURCE] == c.SOURCE_EXPLICIT
-    assert c.SESSION_KEY not in span.attributes
 
 
 def test_a_valid_upstream_source_is_kept_a_bogus_one_replaced():
@@ -160,7 +174,7 @@ def test_late_span_goes_to_the_session_covering_it_without_changing_its_id():
     (late_a,) = p.process([make_span(3, 10 * MIN, attrs={c.USER_ID: "u"})])
     (early_b,) = p.process([make_span(4, 100 * MIN, attrs={c.USER_ID: "u"})])  # before b's start
     assert sid(late_a) == sid(a)
-    assert sid(early_b) == sid(b) == autosession.session_id(b.attributes[c.SESSION_KEY], 120 * MIN)
+    assert sid(early_b) == sid(b) == autosession.session_id(autosession.key_of(sid(b)), 120 * MIN)
 
 
 def test_a_late_span_bridging_two_sessions_joins_the_earlier_one():
@@ -433,8 +447,8 @@ def test_restart_keeps_sessions_and_trace_assignments(chdb_url, database):
     assert sid(old) != ids[4]
     # Only sessions active within timeout + margin were reloaded: alice's and the
     # fingerprint's, not the one five hours old.
-    assert {s.attributes[c.SESSION_KEY] for s in stored[:2]} <= set(after._windows)
-    assert [w[2] for w in after._windows[old.attributes[c.SESSION_KEY]]] == [sid(old)]
+    assert {autosession.key_of(sid(s)) for s in stored[:2]} <= set(after._windows)
+    assert [w[2] for w in after._windows[autosession.key_of(sid(old))]] == [sid(old)]
 
     # Without the rebuild, the same user would have started over.
     fresh = processor()
