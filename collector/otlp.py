@@ -136,9 +136,13 @@ def attributes(key_values) -> dict[str, str]:
     result = {}
     for kv in key_values:
         value = kv.value
-        # Most values are non-empty strings: take those without the general render.
+        # Most values are non-empty strings, then non-zero ints (a oneof: a non-default
+        # field is the set one): take those without the general render.
         text = value.string_value
-        result[kv.key] = text if text else render(value)
+        if not text:
+            number = value.int_value
+            text = str(number) if number else render(value)
+        result[kv.key] = text
     return result
 
 

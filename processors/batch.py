@@ -37,7 +37,7 @@ class Config:
     """Send at once when nothing is on its way downstream: spans then wait only while the
     previous batch is being stored, and batches grow with the load (classic group commit).
     False: wait for ``send_batch_size`` or ``timeout`` as the Collector's batch does."""
-    max_queued_spans: int = 262_144
+    max_queued_spans: int = 65_536
     """Spans waiting at most; beyond it requests are refused (UNAVAILABLE) to bound memory."""
 
     def __post_init__(self) -> None:

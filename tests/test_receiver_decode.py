@@ -55,6 +55,15 @@ def test_render(value, text):
     assert otlp.render(value) == text  # a cached composite renders the same
 
 
+def test_attributes_render_every_kind_including_defaults():
+    values = {"s": _value(string_value="x"), "e": _value(string_value=""), "i": _value(int_value=7),
+              "zero": _value(int_value=0), "no": _value(bool_value=False), "d": _value(double_value=0.0),
+              "a": _array(_value(string_value="stop")), "unset": AnyValue()}
+    kvs = [KeyValue(key=k, value=v) for k, v in values.items()]
+    assert otlp.attributes(kvs) == {"s": "x", "e": "", "i": "7", "zero": "0", "no": "false",
+                                    "d": "0", "a": '["stop"]', "unset": ""}
+
+
 def test_attributes_later_duplicate_wins():
     kvs = [KeyValue(key="k", value=_value(string_value="first")),
            KeyValue(key="k", value=_value(int_value=2))]
