@@ -1,10 +1,13 @@
 """One LLM call: its GenAI span from the request to the end of the (possibly streamed) body.
 
-On the call path only the span is started (constant attributes, so it is the parent of
-the HTTP span) and the body chunks the application reads are kept; parsing the request
-and the response and setting the attributes happens on the finisher thread, before the
-span ends with the time the call really ended. Every entry point swallows its own
-failures: telemetry never breaks the call, and it only sees bytes the application reads.
+On the call path little happens: the request is recognised, its bytes and the session
+context are kept, the body chunks the application reads are kept. The finisher thread
+parses request and response, sets the attributes and ends the span with the times the
+call really had. The span itself starts on the call path only when an instrumented
+transport needs it current (to be the parent of the HTTP span and of the trace context
+sent); otherwise the finisher starts it, with the call's start time and context.
+Every entry point swallows its own failures: telemetry never breaks the call, and it
+only sees bytes the application reads.
 """
 
 from __future__ import annotations
@@ -205,6 +208,7 @@ class LLMCall:
         "_chunks",
         "_size",
         "_response_headers",
+        "_decoded",
         "_status",
         "_ended",
     )
@@ -237,6 +241,7 @@ class LLMCall:
         self._chunks: list[bytes] | None = None
         self._size = 0
         self._response_headers: Any = None
+        self._decoded = False
         self._status: int | None = None
         self._ended = False
 
@@ -260,7 +265,7 @@ class LLMCall:
             self._response_headers = response.headers
             if response.is_closed:
                 self._chunks = [response.content]
-                self._response_headers = None  # already decoded by the client
+                self._decoded = True  # read by the client, content-encoding undone
                 self._finish()
                 return
             self._chunks = []
@@ -345,7 +350,7 @@ class LLMCall:
         headers = self._response_headers
         body = b"".join(chunks)
         if headers is not None:
-            encoding = headers.get("content-encoding", "").lower()
+            encoding = "" if self._decoded else headers.get("content-encoding", "").lower()
             if encoding in ("gzip", "deflate"):
                 body = zlib.decompress(body, zlib.MAX_WBITS | 32)
             elif encoding not in ("", "identity"):

@@ -55,8 +55,7 @@ def _messages(items: Any, role_key: str = "role", content_key: str = "content") 
     messages = []
     for item in items if isinstance(items, list) else ():
         if isinstance(item, dict):
-            content = item.get(content_key) if content_key != "parts" else item.get("parts")
-            messages.append({"role": item.get(role_key, "user"), "parts": _parts(content)})
+            messages.append({"role": item.get(role_key, "user"), "parts": _parts(item.get(content_key))})
     return messages
 
 

@@ -2,12 +2,14 @@
 
 Real HTTP (threaded stdlib server, keep-alive, chunked SSE). The requested model picks
 the behaviour: ``fail-429`` / ``fail-500`` answer with that status, ``stall`` waits before
-answering (client timeouts), ``stall-stream`` sends one event and then stalls; any other
+answering (client timeouts), ``stall-stream`` sends one event and then stalls, ``gzip`` streams
+gzip-compressed; any other
 model gets a normal answer with fixed usage (see the ``USAGE_*`` constants).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import threading
@@ -95,11 +97,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
+        if model == "gzip":
+            self.send_header("content-encoding", "gzip")
         self.end_headers()
-        for i, (name, data) in enumerate(events):
+        texts = []
+        for name, data in events:
             payload = data if isinstance(data, str) else json.dumps(data)
-            text = (f"event: {name}\n" if name else "") + f"data: {payload}\n\n"
-            self._chunk(text.encode())
+            texts.append(((f"event: {name}\n" if name else "") + f"data: {payload}\n\n").encode())
+        if model == "gzip":
+            texts = [gzip.compress(b"".join(texts))]
+        for i, text in enumerate(texts):
+            self._chunk(text)
             if model == "stall-stream" and i == 0:
                 time.sleep(STALL_SECONDS)
         self._chunk(b"")

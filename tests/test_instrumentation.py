@@ -272,3 +272,9 @@ def test_a_per_client_instrumented_transport_gets_the_llm_span_as_parent(tel: Te
         client.post("/v1/chat/completions", json={"model": "m", "messages": MESSAGES})
     http = next(s for s in tel.spans() if s.name == "POST")
     assert http.parent is not None and http.parent.span_id == only_llm_span(tel).context.span_id
+
+
+def test_gzip_compressed_stream_is_read(tel: Telemetry, oai: openai.OpenAI) -> None:
+    stream = oai.chat.completions.create(model="gzip", messages=MESSAGES, stream=True, stream_options={"include_usage": True})
+    assert "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices) == "Hello there"
+    assert only_llm_span(tel).attributes[c.INPUT_TOKENS] == 11
