@@ -33,12 +33,10 @@ import threading
 import time
 
 import grpc
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from sessionlens import conventions as c
+from sessionlens.collector.otlp_grpc import export_stub
 
 CONFIG = """
 receivers:
@@ -64,7 +62,6 @@ service:
       exporters: [clickhouse]
 """
 
-METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 TRACE_MARK = b"\xee" * 8  # replaced per request to make (trace id, span id) unique
 SESSION_MARK = "SESSMARK"  # replaced per request: sessions spread over requests
 
@@ -135,7 +132,8 @@ def start_collector(config_path: str, log_path: str) -> subprocess.Popen:
         )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        text = open(log_path).read()
+        with open(log_path) as log:
+            text = log.read()
         if "listening" in text:
             return process
         if process.poll() is not None:
@@ -164,9 +162,7 @@ def channel_export(port: int):
     channel = grpc.insecure_channel(
         f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)]
     )
-    return channel, channel.unary_unary(
-        METHOD, request_serializer=None, response_deserializer=ExportTraceServiceResponse.FromString
-    )
+    return channel, export_stub(channel)
 
 
 def send(export, body: bytes) -> bool:

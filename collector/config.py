@@ -246,7 +246,7 @@ def parse(
     if not isinstance(pipelines, dict) or set(pipelines) - {"traces"}:
         others = sorted(set(pipelines) - {"traces"}) if isinstance(pipelines, dict) else []
         raise ConfigError(
-            f"service.pipelines: only a 'traces' pipeline is supported"
+            "service.pipelines: only a 'traces' pipeline is supported"
             + (f", not {others[0]!r}" if others else "")
         )
     traces = pipelines.get("traces")

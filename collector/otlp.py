@@ -9,7 +9,6 @@ body into an ``ExportTraceServiceRequest`` (raising :class:`MalformedRequest`), 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import math
 from dataclasses import dataclass
@@ -283,8 +282,8 @@ def decode(request: ExportTraceServiceRequest, resource_overrides: dict[str, str
                         if span.events
                         else [],
                         [
-                            Link(l.trace_id, l.span_id, l.trace_state, attributes(l.attributes))
-                            for l in span.links
+                            Link(k.trace_id, k.span_id, k.trace_state, attributes(k.attributes))
+                            for k in span.links
                         ]
                         if span.links
                         else [],

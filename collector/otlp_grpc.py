@@ -16,6 +16,7 @@ from typing import NamedTuple
 import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from sessionlens.collector import otlp
 from sessionlens.collector.auth import Unauthenticated
@@ -24,7 +25,18 @@ from sessionlens.collector.component import ExportUnavailable
 log = logging.getLogger("sessionlens.collector")
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+EXPORT_METHOD = f"/{SERVICE}/Export"
 _STOP_GRACE_S = 30.0  # in-flight requests wait for their batch to be stored
+
+
+def export_stub(channel: grpc.Channel):
+    """A client callable sending pre-encoded ExportTraceServiceRequest bytes over ``channel``
+    and returning the decoded response (for tools and tests that must not re-encode)."""
+    return channel.unary_unary(
+        EXPORT_METHOD,
+        request_serializer=None,
+        response_deserializer=ExportTraceServiceResponse.FromString,
+    )
 
 
 class _Status(NamedTuple):

@@ -8,10 +8,7 @@ import urllib.request
 import grpc
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -19,6 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from sessionlens import conventions
 from sessionlens.collector.auth import BearerTokenAuth, Config, Unauthenticated, create
 from sessionlens.collector.config import parse
+from sessionlens.collector.otlp_grpc import export_stub
 from sessionlens.collector.pipeline import Pipeline
 
 SECRET_A = "tok-a-5f0c2d"
@@ -66,12 +64,7 @@ def _request() -> bytes:
 
 def _grpc(port: int, metadata=()):
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        export = channel.unary_unary(
-            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-            request_serializer=None,
-            response_deserializer=ExportTraceServiceResponse.FromString,
-        )
-        return export(_request(), metadata=metadata, timeout=10)
+        return export_stub(channel)(_request(), metadata=metadata, timeout=10)
 
 
 def test_unit_constant_time_lookup_over_all_tokens():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -13,18 +12,15 @@ import threading
 import time
 
 import grpc
-import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from sessionlens import conventions
 from sessionlens.collector.config import parse
+from sessionlens.collector.otlp_grpc import export_stub
 from sessionlens.collector.pipeline import Pipeline
 from sessionlens.collector.storage import connect
 
@@ -106,15 +102,14 @@ def _free_port() -> int:
 
 
 def _start_collector(config_path, log_path) -> subprocess.Popen:
-    log = open(log_path, "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sessionlens", "collector", "--config", str(config_path)],
-        stdout=log, stderr=log,
-    )
-    log.close()
-    _wait_for(lambda: "listening" in open(log_path).read() or process.poll() is not None,
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sessionlens", "collector", "--config", str(config_path)],
+            stdout=log, stderr=log,
+        )
+    _wait_for(lambda: "listening" in log_path.read_text() or process.poll() is not None,
               timeout=60, what="collector start")
-    assert process.poll() is None, open(log_path).read()
+    assert process.poll() is None, log_path.read_text()
     return process
 
 
@@ -150,11 +145,7 @@ def test_kill_9_mid_load_loses_no_acknowledged_span(tmp_path):
 
     def load() -> None:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            export = channel.unary_unary(
-                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-                request_serializer=None,
-                response_deserializer=ExportTraceServiceResponse.FromString,
-            )
+            export = export_stub(channel)
             while not stop.is_set():
                 with lock:
                     first = next(next_id)
@@ -180,7 +171,7 @@ def test_kill_9_mid_load_loses_no_acknowledged_span(tmp_path):
     log_path = tmp_path / "second.log"
     process = _start_collector(config, log_path)  # recovers the spool
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=90) == 0, open(log_path).read()
+    assert process.wait(timeout=90) == 0, log_path.read_text()
 
     query = textwrap.dedent(f"""
         import json

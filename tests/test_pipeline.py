@@ -238,7 +238,7 @@ def test_failed_start_stops_what_started(recording_exporter, tagging_processors)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        text = PIPELINE.replace("127.0.0.1:0", "127.0.0.1:%d" % busy.getsockname()[1])
+        text = PIPELINE.replace("127.0.0.1:0", f"127.0.0.1:{busy.getsockname()[1]}")
         pipeline = Pipeline(parse(text))
         with pytest.raises(Exception, match="address in use|Address already in use"):
             pipeline.start()

@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 
 from sessionlens.collector.component import ExportUnavailable
 from sessionlens.collector.config import parse
+from sessionlens.collector.otlp_grpc import export_stub
 from sessionlens.collector.pipeline import Pipeline
 
 CONFIG = """
@@ -51,12 +52,7 @@ def collector(recording_exporter):
 
 def _grpc_call(port: int, body: bytes, **kwargs):
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        export = channel.unary_unary(
-            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-            request_serializer=None,
-            response_deserializer=ExportTraceServiceResponse.FromString,
-        )
-        return export(body, timeout=10, **kwargs)
+        return export_stub(channel)(body, timeout=10, **kwargs)
 
 
 def _request(spans: list[dict], resource: dict | None = None) -> ExportTraceServiceRequest:
