@@ -2,15 +2,25 @@
 
 Public query interface (stable names and columns, SPEC §4), in database ``otel`` by default::
 
-    SELECT * FROM otel.session_list ORDER BY last_seen DESC LIMIT 50
+    SELECT * FROM otel.session_list_page(project='', user='', environment='', status='',
+                                         before='', limit=50)
+    SELECT * FROM otel.session_list WHERE session_id = 'abc'
     SELECT * FROM otel.session_vitals(since='2025-01-01 00:00:00', until='', project='',
                                       environment='', service='', agent='', user='')
     SELECT * FROM otel.session_detail(session_id='abc')
     SELECT * FROM otel.unpriced_models
 
-``session_vitals`` and ``session_detail`` are parameterized views: ClickHouse requires every
-parameter, and for ``session_vitals`` an empty string means "no filter" (``since``/``until``
-take any date-time ``parseDateTime64BestEffort`` reads; a session counts when its activity
+``session_list_page`` is how a list is shown (sessions API, CLI, Grafana): the ``limit``
+sessions with the latest activity, newest first, with the columns of ``session_list``;
+``status`` is ``active``/``completed``, and ``before`` (a date-time) is the cursor: pass the
+``last_seen`` of the page's last row to get the next page. It reads the bulky per-session
+figures of the page's sessions only, so it stays fast at any number of sessions; a plain
+``SELECT … FROM session_list ORDER BY … LIMIT`` re-aggregates every session first.
+
+``session_list_page``, ``session_vitals`` and ``session_detail`` are parameterized views:
+ClickHouse requires every parameter, and in ``session_list_page`` and ``session_vitals`` an
+empty string means "no filter" (``since``/``until``/``before`` take any date-time
+``parseDateTime64BestEffort`` reads; in vitals a session counts whole when its activity
 overlaps the range). From clickhouse-connect pass them as query parameters, e.g.
 ``session_detail(session_id={id:String})`` with ``parameters={"id": ...}``.
 

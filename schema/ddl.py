@@ -20,6 +20,7 @@ PRICES_TABLE = "model_prices"
 PRICES_DICTIONARY = "model_prices_dict"
 MIGRATIONS_TABLE = "schema_migrations"
 SESSION_LIST = "session_list"
+SESSION_LIST_PAGE = "session_list_page"
 SESSION_VITALS = "session_vitals"
 SESSION_DETAIL = "session_detail"
 UNPRICED_MODELS = "unpriced_models"
@@ -34,14 +35,16 @@ class Names:
         self.traces = o.table(t)
         self.trace_id_ts = o.table(f"{t}_trace_id_ts")
         self.trace_id_ts_mv = o.table(f"{t}_trace_id_ts_mv")
-        self.session_id_ts = o.table(f"{t}_session_id_ts")
-        self.session_id_ts_mv = o.table(f"{t}_session_id_ts_mv")
         self.sessions = o.table(f"{t}_sessions")
         self.sessions_mv = o.table(f"{t}_sessions_mv")
-        self.sessions_merged = o.table(f"{t}_sessions_merged")
+        self.session_models = o.table(f"{t}_session_models")
+        self.session_models_mv = o.table(f"{t}_session_models_mv")
+        self.session_spans = o.table(f"{t}_session_spans")
+        self.session_spans_mv = o.table(f"{t}_session_spans_mv")
         self.prices = o.table(PRICES_TABLE)
         self.migrations = o.table(MIGRATIONS_TABLE)
         self.session_list = o.table(SESSION_LIST)
+        self.session_list_page = o.table(SESSION_LIST_PAGE)
         self.session_vitals = o.table(SESSION_VITALS)
         self.session_detail = o.table(SESSION_DETAIL)
         self.unpriced_models = o.table(UNPRICED_MODELS)
@@ -203,29 +206,17 @@ def _latest_nonempty(column: str) -> str:
 
 
 def session_tables(o: SchemaOptions) -> list[str]:
-    """The session rollup (insert-time MV into an aggregating table) and the id→time lookup."""
+    """The insert-time rollups every session view reads (materialized views into tables).
+
+    ``…_sessions``: one row per (project, session) and insert block; ``…_session_models``:
+    per (project, session, model) LLM calls and the tokens priced at read time;
+    ``…_session_spans``: the columns of ``session_detail``, ordered by session.
+    """
     n = Names(o)
     end = "addNanoseconds(Timestamp, Duration)"
-    session_id_ts = (
-        f"CREATE TABLE IF NOT EXISTS {n.session_id_ts}{o.on_cluster} (\n"
-        "    SessionId String CODEC(ZSTD(1)),\n"
-        "    Start SimpleAggregateFunction(min, DateTime64(9)),\n"
-        "    End SimpleAggregateFunction(max, DateTime64(9))\n"
-        f") ENGINE = {o.table_engine.render('Aggregating')}\n"
-        "ORDER BY SessionId\n"
-        f"{o.ttl_clause('End')}"
-        "SETTINGS index_granularity = 8192"
-    )
-    session_id_ts_mv = (
-        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {n.session_id_ts_mv}{o.on_cluster}\n"
-        f"TO {n.session_id_ts}\n"
-        "AS SELECT SessionId, min(Timestamp) AS Start, max(Timestamp) AS End\n"
-        f"FROM {n.traces}\n"
-        "GROUP BY SessionId"
-    )
-    # One row per (project, session) per insert block; every read re-aggregates.
-    # Token, cost, call and latency figures count LLM calls only: agent and tool spans
-    # wrap calls that are already counted.
+    dedup = o.dedup_setting  # a replayed insert must not count twice in any rollup
+    # Small granules: a page of 50 sessions reads 50 × 256 rows of the bulky states, not
+    # the whole table (the filters and the sort read only the light columns).
     rollup = (
         f"CREATE TABLE IF NOT EXISTS {n.sessions}{o.on_cluster} (\n"
         "    Project LowCardinality(String),\n"
@@ -246,24 +237,17 @@ def session_tables(o: SchemaOptions) -> list[str]:
         "    LlmErrors SimpleAggregateFunction(sum, UInt64),\n"
         "    InputTokensSum SimpleAggregateFunction(sum, UInt64),\n"
         "    OutputTokensSum SimpleAggregateFunction(sum, UInt64),\n"
-        "    CacheReadTokensSum SimpleAggregateFunction(sum, UInt64),\n"
         "    ReportedCostSum SimpleAggregateFunction(sum, Float64),\n"
-        # model -> LLM calls (all of them: the session's models, unpriced_models)
-        "    ModelCalls SimpleAggregateFunction(sumMap, Tuple(Array(String), Array(UInt64))),\n"
-        # model -> (input, cache read, output) tokens of LLM calls that report no cost of
-        # their own: priced at read time with the current price table
-        "    UnpricedTokens SimpleAggregateFunction(sumMap, "
-        "Tuple(Array(String), Array(UInt64), Array(UInt64), Array(UInt64))),\n"
         "    LatencySumMs SimpleAggregateFunction(sum, Float64),\n"
-        f"    LatencyMs AggregateFunction(quantiles({LATENCY_LEVELS}), Float64)\n"
+        f"    LatencyMs AggregateFunction(quantiles({LATENCY_LEVELS}), Float32)\n"
         f") ENGINE = {o.table_engine.render('Aggregating')}\n"
         "ORDER BY (Project, SessionId)\n"
         f"{o.ttl_clause('LastSeen')}"
-        # a replayed insert must not count twice in the rollup either
-        f"SETTINGS index_granularity = 8192{o.dedup_setting}"
+        f"SETTINGS index_granularity = 256{dedup}"
     )
+    # Token, cost, call and latency figures count LLM calls only: agent and tool spans
+    # wrap calls that are already counted.
     llm = "IsLlmCall"
-    unpriced = f"{llm} AND ReportedCostUsd IS NULL AND Model != ''"
     agent = "if(AgentId != '', AgentId, AgentName)"
     rollup_mv = (
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {n.sessions_mv}{o.on_cluster}\n"
@@ -287,114 +271,268 @@ def session_tables(o: SchemaOptions) -> list[str]:
         f"    countIf({llm} AND IsError) AS LlmErrors,\n"
         f"    sumIf(InputTokens, {llm}) AS InputTokensSum,\n"
         f"    sumIf(OutputTokens, {llm}) AS OutputTokensSum,\n"
-        f"    sumIf(CacheReadTokens, {llm}) AS CacheReadTokensSum,\n"
         f"    sumIf(ifNull(ReportedCostUsd, 0), {llm}) AS ReportedCostSum,\n"
-        f"    sumMapIf(tuple([toString(Model)], [toUInt64(1)]), {llm} AND Model != '') AS ModelCalls,\n"
-        f"    sumMapIf(tuple([toString(Model)], [InputTokens], [CacheReadTokens], [OutputTokens]), "
-        f"{unpriced}) AS UnpricedTokens,\n"
         f"    sumIf(Duration / 1e6, {llm}) AS LatencySumMs,\n"
-        f"    quantilesStateIf({LATENCY_LEVELS})(Duration / 1e6, {llm}) AS LatencyMs\n"
+        # Float32 ms: half the bytes to merge, exact to well under a microsecond
+        f"    quantilesStateIf({LATENCY_LEVELS})(toFloat32(Duration / 1e6), {llm}) AS LatencyMs\n"
         f"FROM {n.traces}\n"
         "GROUP BY Project, SessionId"
     )
-    return [session_id_ts, session_id_ts_mv, rollup, rollup_mv]
+    # Per model, so cost is priced once per (session, model) at read time, and summed per
+    # model across many sessions before pricing in session_vitals.
+    models = (
+        f"CREATE TABLE IF NOT EXISTS {n.session_models}{o.on_cluster} (\n"
+        "    Project LowCardinality(String),\n"
+        "    SessionId String,\n"
+        "    Model LowCardinality(String),\n"
+        "    LastSeen SimpleAggregateFunction(max, DateTime64(9)),\n"
+        "    Calls SimpleAggregateFunction(sum, UInt64),\n"
+        # tokens of calls that report no cost of their own: priced with the current table
+        "    UnpricedInput SimpleAggregateFunction(sum, UInt64),\n"
+        "    UnpricedCacheRead SimpleAggregateFunction(sum, UInt64),\n"
+        "    UnpricedOutput SimpleAggregateFunction(sum, UInt64)\n"
+        f") ENGINE = {o.table_engine.render('Aggregating')}\n"
+        "ORDER BY (Project, SessionId, Model)\n"
+        f"{o.ttl_clause('LastSeen')}"
+        f"SETTINGS index_granularity = 1024{dedup}"
+    )
+    unpriced = "ReportedCostUsd IS NULL"
+    models_mv = (
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {n.session_models_mv}{o.on_cluster}\n"
+        f"TO {n.session_models}\n"
+        "AS SELECT\n"
+        "    Project,\n"
+        "    SessionId,\n"
+        "    Model,\n"
+        f"    max({end}) AS LastSeen,\n"
+        "    count() AS Calls,\n"
+        f"    sumIf(InputTokens, {unpriced}) AS UnpricedInput,\n"
+        f"    sumIf(CacheReadTokens, {unpriced}) AS UnpricedCacheRead,\n"
+        f"    sumIf(OutputTokens, {unpriced}) AS UnpricedOutput\n"
+        f"FROM {n.traces}\n"
+        f"WHERE {llm} AND Model != ''\n"
+        "GROUP BY Project, SessionId, Model"
+    )
+    # otel_traces is ordered for trace search (service, span name, time): a session's
+    # spans sit in many granules of wide attribute maps. This narrow copy, ordered by
+    # session, makes session_detail read one small range.
+    reasons = attribute(conv.FINISH_REASONS)
+    spans = (
+        f"CREATE TABLE IF NOT EXISTS {n.session_spans}{o.on_cluster} (\n"
+        "    Project LowCardinality(String),\n"
+        "    SessionId String CODEC(ZSTD(1)),\n"
+        "    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),\n"
+        "    TraceId String CODEC(ZSTD(1)),\n"
+        "    SpanId String CODEC(ZSTD(1)),\n"
+        "    ParentSpanId String CODEC(ZSTD(1)),\n"
+        "    SpanName LowCardinality(String),\n"
+        "    SessionPath String CODEC(ZSTD(1)),\n"
+        "    RunId String CODEC(ZSTD(1)),\n"
+        "    AgentId String CODEC(ZSTD(1)),\n"
+        "    RequestId String CODEC(ZSTD(1)),\n"
+        "    Provider LowCardinality(String),\n"
+        "    Model LowCardinality(String),\n"
+        "    Operation LowCardinality(String),\n"
+        "    IsLlmCall UInt8,\n"
+        "    InputTokens UInt64,\n"
+        "    OutputTokens UInt64,\n"
+        "    CacheReadTokens UInt64,\n"
+        "    ReportedCostUsd Nullable(Float64),\n"
+        "    Duration UInt64 CODEC(T64, ZSTD(1)),\n"
+        "    TimeToFirstChunkMs Nullable(Float64),\n"
+        "    StatusCode LowCardinality(String),\n"
+        "    StatusMessage String CODEC(ZSTD(1)),\n"
+        "    FinishReasons Array(LowCardinality(String)),\n"
+        "    InputMessages String CODEC(ZSTD(1)),\n"
+        "    OutputMessages String CODEC(ZSTD(1))\n"
+        f") ENGINE = {o.table_engine.render()}\n"
+        "PARTITION BY toStartOfWeek(Timestamp)\n"
+        "ORDER BY (SessionId, Timestamp, SpanId)\n"
+        f"{o.ttl_clause('Timestamp')}"
+        f"SETTINGS index_granularity = 1024, ttl_only_drop_parts = 1{dedup}"
+    )
+    spans_mv = (
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {n.session_spans_mv}{o.on_cluster}\n"
+        f"TO {n.session_spans}\n"
+        "AS SELECT\n"
+        "    Project, SessionId, Timestamp, TraceId, SpanId, ParentSpanId, SpanName, SessionPath,\n"
+        "    RunId, AgentId, RequestId, Provider, Model, Operation, IsLlmCall, InputTokens,\n"
+        "    OutputTokens, CacheReadTokens, ReportedCostUsd, Duration, StatusCode, StatusMessage,\n"
+        # the attribute is in seconds, as the GenAI time-to-first-token metric
+        f"    toFloat64OrNull({attribute(conv.TIME_TO_FIRST_CHUNK)}) * 1000 AS TimeToFirstChunkMs,\n"
+        # an array attribute arrives JSON-encoded from the clickhouseexporter
+        f"    if(startsWith({reasons}, '['), JSONExtract({reasons}, 'Array(String)'), "
+        f"if({reasons} = '', [], [{reasons}])) AS FinishReasons,\n"
+        f"    {attribute(conv.INPUT_MESSAGES)} AS InputMessages,\n"
+        f"    {attribute(conv.OUTPUT_MESSAGES)} AS OutputMessages\n"
+        f"FROM {n.traces}"
+    )
+    return [rollup, rollup_mv, models, models_mv, spans, spans_mv]
+
+
+# --- migration 4: views -------------------------------------------------------------------
+
+
+def _param(name: str, type_: str = "String") -> str:
+    return f"{{{name}:{type_}}}"
+
+
+def _optional(name: str, test: str) -> str:
+    """``test`` when the parameter ``name`` is given; an empty string means no filter."""
+    return f"({_param(name)} = '' OR {test})"
+
+
+def _status(o: SchemaOptions, last_seen: str) -> str:
+    return (
+        f"if({last_seen} >= now64(9) - toIntervalSecond({int(o.inactivity_timeout)}), "
+        "'active', 'completed')"
+    )
+
+
+_DURATION_S = "(toUnixTimestamp64Nano(last_seen) - toUnixTimestamp64Nano(first_seen)) / 1e9"
+_KEY = "(Project, SessionId)"
+
+LIST_COLUMNS = (
+    "session_id, session_name, source, project, user_id, environment, service_name, "
+    "first_seen, last_seen, duration_s, status, trace_count, llm_calls, runs, agents, "
+    "models, input_tokens, output_tokens, cost_usd, errors, success_rate, "
+    "avg_latency_ms, p95_latency_ms"
+)
+
+
+def _session_rows(o: SchemaOptions, keys: str) -> str:
+    """Every session_list column of the sessions whose key is in ``keys`` (``''``: all).
+
+    Reads re-aggregate the rollups by session (an MV sees one insert block at a time);
+    ``keys`` restricts both rollups by their primary key before that.
+    """
+    n = Names(o)
+    where = f"WHERE {_KEY} IN ({keys})\n" if keys else ""
+    cost = priced_cost("Model", "i", "o", "c", n.dictionary_ref)
+    return (
+        "SELECT\n"
+        "    s.SessionId AS session_id, session_name, source, s.Project AS project, user_id,\n"
+        "    environment, service_name, first_seen, last_seen,\n"
+        f"    {_DURATION_S} AS duration_s,\n"
+        f"    {_status(o, 'last_seen')} AS status,\n"
+        "    trace_count, llm_calls, runs, agents, models, input_tokens, output_tokens,\n"
+        "    reported_cost + priced_cost AS cost_usd, errors,\n"
+        "    if(llm_calls > 0, (llm_calls - llm_errors) / llm_calls,\n"
+        "       if(spans > 0, (spans - errors) / spans, 1)) AS success_rate,\n"
+        "    if(llm_calls > 0, latency_sum_ms / llm_calls, 0) AS avg_latency_ms,\n"
+        "    if(llm_calls > 0, toFloat64(latency_ms[2]), 0) AS p95_latency_ms\n"
+        "FROM (\n"
+        "    SELECT Project, SessionId,\n"
+        "        argMaxMerge(NameState) AS session_name, argMaxMerge(SourceState) AS source,\n"
+        "        argMaxMerge(UserState) AS user_id, argMaxMerge(EnvironmentState) AS environment,\n"
+        "        argMinMerge(ServiceState) AS service_name,\n"
+        "        min(FirstSeen) AS first_seen, max(LastSeen) AS last_seen,\n"
+        "        uniqExactMerge(Traces) AS trace_count, uniqExactMerge(Runs) AS runs,\n"
+        "        arraySort(groupUniqArrayArray(Agents)) AS agents,\n"
+        "        sum(Spans) AS spans, sum(Errors) AS errors, sum(LlmCalls) AS llm_calls,\n"
+        "        sum(LlmErrors) AS llm_errors, sum(InputTokensSum) AS input_tokens,\n"
+        "        sum(OutputTokensSum) AS output_tokens, sum(ReportedCostSum) AS reported_cost,\n"
+        "        sum(LatencySumMs) AS latency_sum_ms,\n"
+        f"        quantilesMerge({LATENCY_LEVELS})(LatencyMs) AS latency_ms\n"
+        f"    FROM {n.sessions}\n"
+        f"    {where}"
+        "    GROUP BY Project, SessionId\n"
+        ") AS s\n"
+        "LEFT JOIN (\n"
+        "    SELECT Project, SessionId, arraySort(groupArray(toString(Model))) AS models,\n"
+        f"        sum({cost}) AS priced_cost\n"
+        "    FROM (\n"
+        "        SELECT Project, SessionId, Model, sum(UnpricedInput) AS i,\n"
+        "            sum(UnpricedCacheRead) AS c, sum(UnpricedOutput) AS o\n"
+        f"        FROM {n.session_models}\n"
+        f"        {where}"
+        "        GROUP BY Project, SessionId, Model\n"
+        "    )\n"
+        "    GROUP BY Project, SessionId\n"
+        ") AS m ON s.Project = m.Project AND s.SessionId = m.SessionId"
+    )
 
 
 def session_views(o: SchemaOptions) -> list[str]:
-    """The public views (and the one private view both session_list and vitals read)."""
+    """The public views: session_list, session_list_page, session_vitals, session_detail,
+    unpriced_models."""
     n = Names(o)
     d = n.dictionary_ref
-    cost = priced_cost("m", "i", "o", "c", d)
-    # FINAL re-aggregates the rollup by its key (Project, SessionId) with the engine's own
-    # merge of every state, and passes through untouched the rows of sessions with no
-    # unmerged duplicates. Unlike a GROUP BY, the expensive finalizations below are plain
-    # functions of one row, which ClickHouse evaluates after ORDER BY … LIMIT: a page of
-    # 50 sessions finalizes 50 rows, not every session.
-    merged = (
-        f"CREATE VIEW IF NOT EXISTS {n.sessions_merged}{o.on_cluster} AS\n"
-        "SELECT\n"
-        "    SessionId AS session_id,\n"
-        "    finalizeAggregation(NameState) AS session_name,\n"
-        "    finalizeAggregation(SourceState) AS source,\n"
-        "    Project AS project,\n"
-        "    finalizeAggregation(UserState) AS user_id,\n"
-        "    finalizeAggregation(EnvironmentState) AS environment,\n"
-        "    finalizeAggregation(ServiceState) AS service_name,\n"
-        "    FirstSeen AS first_seen,\n"
-        "    LastSeen AS last_seen,\n"
-        "    (toUnixTimestamp64Nano(LastSeen) - toUnixTimestamp64Nano(FirstSeen)) / 1e9 AS duration_s,\n"
-        f"    if(LastSeen >= now64(9) - toIntervalSecond({int(o.inactivity_timeout)}), "
-        "'active', 'completed') AS status,\n"
-        "    finalizeAggregation(Traces) AS trace_count,\n"
-        "    LlmCalls AS llm_calls,\n"
-        "    finalizeAggregation(Runs) AS runs,\n"
-        "    arraySort(Agents) AS agents,\n"
-        "    arraySort(ModelCalls.1) AS models,\n"
-        "    InputTokensSum AS input_tokens,\n"
-        "    OutputTokensSum AS output_tokens,\n"
-        "    ReportedCostSum + arraySum((m, i, c, o) -> "
-        f"{cost}, UnpricedTokens.1, UnpricedTokens.2, UnpricedTokens.3, UnpricedTokens.4) AS cost_usd,\n"
-        "    Errors AS errors,\n"
-        "    LlmErrors AS llm_errors,\n"
-        "    if(LlmCalls > 0, (LlmCalls - LlmErrors) / LlmCalls, "
-        "if(Spans > 0, (Spans - Errors) / Spans, 1)) AS success_rate,\n"
-        "    if(LlmCalls > 0, LatencySumMs / LlmCalls, 0) AS avg_latency_ms,\n"
-        "    LatencyMs AS latency_state,\n"
-        "    if(LlmCalls > 0, finalizeAggregation(LatencyMs)[2], 0) AS p95_latency_ms\n"
-        f"FROM {n.sessions} FINAL"
-    )
-    list_columns = (
-        "session_id, session_name, source, project, user_id, environment, service_name, "
-        "first_seen, last_seen, duration_s, status, trace_count, llm_calls, runs, agents, "
-        "models, input_tokens, output_tokens, cost_usd, errors, success_rate, "
-        "avg_latency_ms, p95_latency_ms"
-    )
     session_list = (
         f"CREATE VIEW IF NOT EXISTS {n.session_list}{o.on_cluster} AS\n"
-        f"SELECT {list_columns}\nFROM {n.sessions_merged}"
+        f"SELECT {LIST_COLUMNS}\nFROM (\n{_session_rows(o, '')}\n)"
     )
-
-    def param(name: str) -> str:
-        return f"{{{name}:String}}"
-
-    def optional(column_test: str, name: str) -> str:
-        return f"({param(name)} = '' OR {column_test})"
-
-    since = f"parseDateTime64BestEffortOrNull({param('since')}, 9)"
-    until = f"parseDateTime64BestEffortOrNull({param('until')}, 9)"
-    filters = " AND ".join(
-        [
-            f"({param('since')} = '' OR last_seen >= {since})",
-            f"({param('until')} = '' OR first_seen <= {until})",
-            optional(f"project = {param('project')}", "project"),
-            optional(f"environment = {param('environment')}", "environment"),
-            optional(f"service_name = {param('service')}", "service"),
-            optional(f"has(agents, {param('agent')})", "agent"),
-            optional(f"user_id = {param('user')}", "user"),
-        ]
+    # A page is chosen on the light columns of the rollup (times, user, environment);
+    # only then are the bulky states of its sessions (traces, latency sample, models,
+    # prices) read, through the primary key.
+    page_filters = " AND ".join([
+        _optional("project", f"Project = {_param('project')}"),
+        _optional("user", f"argMaxMerge(UserState) = {_param('user')}"),
+        _optional("environment", f"argMaxMerge(EnvironmentState) = {_param('environment')}"),
+        _optional("status", f"{_status(o, 'max(LastSeen)')} = {_param('status')}"),
+        _optional("before", f"max(LastSeen) < parseDateTime64BestEffortOrNull({_param('before')}, 9)"),
+    ])
+    page_keys = (
+        f"SELECT Project, SessionId FROM {n.sessions}\n"
+        "GROUP BY Project, SessionId\n"
+        f"HAVING {page_filters}\n"
+        f"ORDER BY max(LastSeen) DESC, SessionId DESC\nLIMIT {_param('limit', 'UInt32')}"
     )
+    session_list_page = (
+        f"CREATE VIEW IF NOT EXISTS {n.session_list_page}{o.on_cluster} AS\n"
+        f"SELECT {LIST_COLUMNS}\nFROM (\n{_session_rows(o, page_keys)}\n)\n"
+        "ORDER BY last_seen DESC, session_id DESC"
+    )
+    vitals_filters = " AND ".join([
+        _optional("since", f"last_seen >= parseDateTime64BestEffortOrNull({_param('since')}, 9)"),
+        _optional("until", f"first_seen <= parseDateTime64BestEffortOrNull({_param('until')}, 9)"),
+        _optional("project", f"Project = {_param('project')}"),
+        _optional("environment", f"argMaxMerge(EnvironmentState) = {_param('environment')}"),
+        _optional("service", f"argMinMerge(ServiceState) = {_param('service')}"),
+        _optional("agent", f"has(groupUniqArrayArray(Agents), {_param('agent')})"),
+        _optional("user", f"user_id = {_param('user')}"),
+    ])
+    selected_keys = "SELECT Project, SessionId FROM selected"
+    cost = priced_cost("Model", "i", "o", "c", d)
     # Sessions that overlap [since, until] count whole (their calls, cost, latency).
+    # Per-session figures come from one light GROUP BY; the latency sample and the
+    # per-model tokens are merged across the selected sessions without grouping.
     vitals = (
         f"CREATE VIEW IF NOT EXISTS {n.session_vitals}{o.on_cluster} AS\n"
+        "WITH selected AS (\n"
+        "    SELECT Project, SessionId, min(FirstSeen) AS first_seen, max(LastSeen) AS last_seen,\n"
+        "        argMaxMerge(UserState) AS user_id, sum(LlmCalls) AS calls,\n"
+        "        sum(LlmErrors) AS call_errors, sum(ReportedCostSum) AS reported_cost,\n"
+        "        sum(InputTokensSum) + sum(OutputTokensSum) AS tokens\n"
+        f"    FROM {n.sessions}\n"
+        "    GROUP BY Project, SessionId\n"
+        f"    HAVING {vitals_filters}\n"
+        "),\n"
+        f"(SELECT quantilesMerge({LATENCY_LEVELS})(LatencyMs) FROM {n.sessions}\n"
+        f"    WHERE {_KEY} IN ({selected_keys})) AS call_latency_ms\n"
         "SELECT\n"
         "    count() AS sessions,\n"
-        "    countIf(status = 'active') AS active_sessions,\n"
+        f"    countIf({_status(o, 'last_seen')} = 'active') AS active_sessions,\n"
         "    uniqExactIf(user_id, user_id != '') AS users,\n"
-        "    sum(llm_calls) AS llm_calls,\n"
+        "    sum(calls) AS llm_calls,\n"
         "    if(sessions > 0, llm_calls / sessions, 0) AS avg_calls_per_session,\n"
-        "    sum(cost_usd) AS total_cost_usd,\n"
+        "    sum(reported_cost) + (\n"
+        f"        SELECT sum({cost}) FROM (\n"
+        "            SELECT Model, sum(UnpricedInput) AS i, sum(UnpricedCacheRead) AS c,\n"
+        "                sum(UnpricedOutput) AS o\n"
+        f"            FROM {n.session_models} WHERE {_KEY} IN ({selected_keys})\n"
+        "            GROUP BY Model)\n"
+        "    ) AS total_cost_usd,\n"
         "    if(sessions > 0, total_cost_usd / sessions, 0) AS avg_cost_per_session,\n"
-        "    if(sessions > 0, quantile(0.5)(duration_s), 0) AS p50_session_duration_s,\n"
-        "    if(sessions > 0, quantile(0.95)(duration_s), 0) AS p95_session_duration_s,\n"
-        f"    if(llm_calls > 0, quantilesMerge({LATENCY_LEVELS})(latency_state)[1], 0) AS p50_call_latency_ms,\n"
-        f"    if(llm_calls > 0, quantilesMerge({LATENCY_LEVELS})(latency_state)[2], 0) AS p95_call_latency_ms,\n"
-        "    if(llm_calls > 0, sum(llm_errors) / llm_calls, 0) AS error_rate,\n"
-        "    sum(input_tokens) + sum(output_tokens) AS total_tokens\n"
-        f"FROM {n.sessions_merged}\n"
-        f"WHERE {filters}"
+        f"    if(sessions > 0, quantile(0.5)({_DURATION_S}), 0) AS p50_session_duration_s,\n"
+        f"    if(sessions > 0, quantile(0.95)({_DURATION_S}), 0) AS p95_session_duration_s,\n"
+        "    if(llm_calls > 0, toFloat64(call_latency_ms[1]), 0) AS p50_call_latency_ms,\n"
+        "    if(llm_calls > 0, toFloat64(call_latency_ms[2]), 0) AS p95_call_latency_ms,\n"
+        "    if(llm_calls > 0, sum(call_errors) / llm_calls, 0) AS error_rate,\n"
+        "    sum(tokens) AS total_tokens\n"
+        "FROM selected"
     )
-    sid = param("session_id")
-    reasons = attribute(conv.FINISH_REASONS)
+    cost = priced_cost("Model", "InputTokens", "OutputTokens", "CacheReadTokens", d)
     detail = (
         f"CREATE VIEW IF NOT EXISTS {n.session_detail}{o.on_cluster} AS\n"
         "SELECT\n"
@@ -412,33 +550,26 @@ def session_views(o: SchemaOptions) -> list[str]:
         "    Operation AS operation,\n"
         "    InputTokens AS input_tokens,\n"
         "    OutputTokens AS output_tokens,\n"
-        "    CostUsd AS cost_usd,\n"
+        # as otel_traces.CostUsd: the span's own cost wins, priced at read time otherwise
+        f"    ifNull(ReportedCostUsd, if(IsLlmCall, {cost}, 0)) AS cost_usd,\n"
         "    Duration / 1e6 AS duration_ms,\n"
-        # the attribute is in seconds, as the GenAI time-to-first-token metric
-        f"    toFloat64OrNull({attribute(conv.TIME_TO_FIRST_CHUNK)}) * 1000 AS time_to_first_chunk_ms,\n"
+        "    TimeToFirstChunkMs AS time_to_first_chunk_ms,\n"
         "    StatusCode AS status,\n"
         "    StatusMessage AS status_message,\n"
-        # an array attribute arrives JSON-encoded from the clickhouseexporter
-        f"    if(startsWith({reasons}, '['), JSONExtract({reasons}, 'Array(String)'), "
-        f"if({reasons} = '', [], [{reasons}])) AS finish_reasons,\n"
-        f"    {attribute(conv.INPUT_MESSAGES)} AS input_messages,\n"
-        f"    {attribute(conv.OUTPUT_MESSAGES)} AS output_messages,\n"
+        "    FinishReasons AS finish_reasons,\n"
+        "    InputMessages AS input_messages,\n"
+        "    OutputMessages AS output_messages,\n"
         "    Project AS project\n"
-        f"FROM {n.traces}\n"
-        # the lookup table bounds the time range, so only the session's days (and, with
-        # the SessionId bloom filter, its granules) are read
-        f"WHERE Timestamp >= (SELECT min(Start) FROM {n.session_id_ts} WHERE SessionId = {sid})\n"
-        f"  AND Timestamp <= (SELECT max(End) FROM {n.session_id_ts} WHERE SessionId = {sid})\n"
-        f"  AND SessionId = {sid}\n"
+        f"FROM {n.session_spans}\n"
+        f"WHERE SessionId = {_param('session_id')}\n"
         "ORDER BY Timestamp, SpanId"
     )
     unpriced = (
         f"CREATE VIEW IF NOT EXISTS {n.unpriced_models}{o.on_cluster} AS\n"
-        "SELECT model, sum(calls) AS calls\n"
-        f"FROM {n.sessions}\n"
-        "ARRAY JOIN ModelCalls.1 AS model, ModelCalls.2 AS calls\n"
+        "SELECT model, calls FROM (\n"
+        f"    SELECT toString(Model) AS model, sum(Calls) AS calls FROM {n.session_models}\n"
+        "    GROUP BY model)\n"
         f"WHERE NOT {is_priced('model', d)}\n"
-        "GROUP BY model\n"
         "ORDER BY calls DESC, model"
     )
-    return [merged, session_list, vitals, detail, unpriced]
+    return [session_list, session_list_page, vitals, detail, unpriced]

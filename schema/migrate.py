@@ -27,7 +27,7 @@ Migration = tuple[int, str, Callable[[SchemaOptions], list[str]]]
 MIGRATIONS: tuple[Migration, ...] = (
     (1, "model prices table and dictionary", ddl.prices_table),
     (2, "otel_traces (clickhouseexporter-compatible) with session columns", ddl.traces_table),
-    (3, "session rollup and id lookup", ddl.session_tables),
+    (3, "session rollups: per session, per session and model, spans by session", ddl.session_tables),
     (4, "session views", ddl.session_views),
 )
 """(version, name, statements) in order. Never edit an applied one: append a new version."""

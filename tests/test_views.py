@@ -149,9 +149,50 @@ def test_session_list(store):
     assert c["cost_usd"] == pytest.approx(COST_C, abs=1e-12)  # provider/ prefix stripped
 
 
+LIST_COLUMNS = [
+    "session_id", "session_name", "source", "project", "user_id", "environment", "service_name",
+    "first_seen", "last_seen", "duration_s", "status", "trace_count", "llm_calls", "runs",
+    "agents", "models", "input_tokens", "output_tokens", "cost_usd", "errors", "success_rate",
+    "avg_latency_ms", "p95_latency_ms",
+]
+PAGE_PARAMS = dict.fromkeys(("project", "user", "environment", "status", "before"), "")
+
+
+def page(client, db, limit=50, **filters):
+    args = ", ".join(f"{k}={{{k}:String}}" for k in PAGE_PARAMS)
+    return rows(client, f"SELECT * FROM {db}.session_list_page({args}, limit={{limit:UInt32}})",
+                **{**PAGE_PARAMS, **filters}, limit=limit)
+
+
+def test_session_list_page_is_the_list_sorted_by_last_activity(store):
+    client, db = store
+    full = rows(client, f"SELECT * FROM {db}.session_list ORDER BY last_seen DESC")
+    assert list(full[0]) == LIST_COLUMNS
+    got = page(client, db)
+    assert list(got[0]) == LIST_COLUMNS
+    # same rows, same values (cost, p95, models … of the page's sessions only)
+    assert got == full
+    assert [r["session_id"] for r in page(client, db, limit=2)] == ["S_A", "tC"]
+    assert [r["session_id"] for r in page(client, db, project="acme")] == ["S_A", "S_D", "S_B"]
+    assert [r["session_id"] for r in page(client, db, user="bob")] == ["S_B"]
+    assert [r["session_id"] for r in page(client, db, environment="staging")] == ["S_B"]
+    assert [r["session_id"] for r in page(client, db, status="completed")] == ["S_B"]
+    assert [r["session_id"] for r in page(client, db, status="active")] == ["S_A", "tC", "S_D"]
+    # the cursor: sessions whose last activity is before the last one shown
+    cursor = got[1]["last_seen"].strftime("%Y-%m-%d %H:%M:%S.%f")
+    assert [r["session_id"] for r in page(client, db, before=cursor)] == ["S_D", "S_B"]
+    assert page(client, db, user="nobody") == []
+
+
 def test_session_vitals_with_filters(store):
     client, db = store
     v = vitals(client, db)
+    assert list(v) == [
+        "sessions", "active_sessions", "users", "llm_calls", "avg_calls_per_session",
+        "total_cost_usd", "avg_cost_per_session", "p50_session_duration_s",
+        "p95_session_duration_s", "p50_call_latency_ms", "p95_call_latency_ms", "error_rate",
+        "total_tokens",
+    ]
     assert (v["sessions"], v["active_sessions"], v["users"], v["llm_calls"]) == (4, 3, 3, 9)
     assert v["total_cost_usd"] == pytest.approx(COST_A + COST_B + COST_D + COST_C, abs=1e-12)
     assert v["avg_cost_per_session"] == pytest.approx(v["total_cost_usd"] / 4)
@@ -210,9 +251,17 @@ def test_replayed_insert_with_dedup_token_is_counted_once(store):
     for _ in range(2):
         client.insert(f"{db}.otel_traces", extra, column_names=COLUMNS,
                       settings={"insert_deduplication_token": "batch-1"})
-    got = rows(client, f"SELECT llm_calls, input_tokens FROM {db}.session_list WHERE session_id = 'S_E'")
-    assert got == [{"llm_calls": 1, "input_tokens": 10}]
+    got = rows(client, f"SELECT llm_calls, input_tokens, models, cost_usd FROM {db}.session_list "
+                       "WHERE session_id = 'S_E'")
+    assert got == [{"llm_calls": 1, "input_tokens": 10, "models": ["gpt-4o"],
+                    "cost_usd": pytest.approx((10 * 2.5 + 1 * 10) / 1e6, abs=1e-15)}]
+    assert len(rows(client, f"SELECT * FROM {db}.session_detail(session_id='S_E')")) == 1
+    assert vitals(client, db, user="")["llm_calls"] == 10
     assert client.command(f"SELECT count() FROM {db}.otel_traces WHERE SpanId = 'e1'") == 1
+    # every rollup drops the replayed block (one row each: nothing to merge yet)
+    for table in ("sessions", "session_models", "session_spans"):
+        assert client.command(
+            f"SELECT count() FROM {db}.otel_traces_{table} WHERE SessionId = 'S_E'") == 1, table
 
 
 NAMES = ["GPT-4o", "openai/gpt-4o-mini", "gpt-4o-2024-08-06", "claude-3-5-sonnet-20241022",
