@@ -15,7 +15,9 @@ Printed, for non-streaming calls (whole call) and streaming calls (time to first
 median and p99 of each side and the added time (instrumented − bare), by wall clock and
 by the calling thread's CPU time. The instrumentation adds CPU work only (no I/O), so on
 a busy machine — the load average is printed — the thread-CPU figures are the reliable
-estimate of what an idle machine's wall clock would show.
+estimate of what an idle machine's wall clock would show. A second round gives both
+arms opentelemetry-instrumentation-httpx (as ``opentelemetry-instrument`` does): the
+LLM span then starts on the call path, to be the parent of the HTTP span.
 
     .venv/bin/python bench/instrumentation_overhead.py [--pairs 3000]
 """
@@ -33,6 +35,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import openai
+from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -156,14 +159,20 @@ def main(argv: list[str] | None = None) -> int:
         url = server.stdout.readline().strip()  # type: ignore[union-attr]
         provider = TracerProvider()
         provider.add_span_processor(BatchSpanProcessor(_NoopExporter()))
-        bare = openai.OpenAI(base_url=url + "/v1", api_key="k", max_retries=0)
-        traced = openai.OpenAI(base_url=url + "/v1", api_key="k", max_retries=0)
-        SessionLensInstrumentor.instrument_client(traced, tracer_provider=provider)
-
         load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
         print(f"python {sys.version.split()[0]}, openai {openai.__version__}, fake server {url}, load average {load}")
-        _report("non-streaming call latency", *_ab(_call, bare, traced, args.pairs), target_us=50)
-        _report("streaming time to first chunk", *_ab(_first_chunk, bare, traced, args.pairs), target_us=100)
+        for http_spans in (False, True):
+            bare, traced = (openai.OpenAI(base_url=url + "/v1", api_key="k", max_retries=0) for _ in range(2))
+            note = ""
+            if http_spans:
+                # Both arms get HTTP spans (as under opentelemetry-instrument): the LLM span
+                # must then start on the call path, to be their parent.
+                for client in (bare, traced):
+                    HTTPX2ClientInstrumentor.instrument_client(client._client, tracer_provider=provider)
+                note = ", both arms with opentelemetry-instrumentation-httpx"
+            SessionLensInstrumentor.instrument_client(traced, tracer_provider=provider)
+            _report(f"non-streaming call latency{note}", *_ab(_call, bare, traced, args.pairs), target_us=50)
+            _report(f"streaming time to first chunk{note}", *_ab(_first_chunk, bare, traced, args.pairs), target_us=100)
         provider.shutdown()
     finally:
         server.stdin.close()  # type: ignore[union-attr]

@@ -109,7 +109,9 @@ class Finisher:
             _log.debug("sessionlens: could not finish an LLM span", exc_info=True)
 
     def _after_fork(self) -> None:
-        # The child has no finisher thread; it starts its own on first use.
+        # The child has no finisher thread (it starts its own on first use), and the
+        # parent's pending spans are the parent's to finish.
+        self._jobs.clear()
         self._thread = None
         self._wake = threading.Event()
         self._running = threading.Lock()

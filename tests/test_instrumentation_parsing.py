@@ -97,3 +97,17 @@ def test_capture_size_setting_falls_back_on_bad_values(monkeypatch: pytest.Monke
     for raw, expected in (("1000", 1000), ("-5", DEFAULT_MAX_BYTES), ("lots", DEFAULT_MAX_BYTES), ("0", DEFAULT_MAX_BYTES)):
         monkeypatch.setenv("SESSIONLENS_CAPTURE_MAX_BYTES", raw)
         assert max_bytes() == expected
+
+
+def test_finisher_runs_jobs_in_order_and_survives_failing_ones() -> None:
+    from sessionlens.instrumentation.finisher import Finisher
+
+    finisher, done = Finisher(), []
+
+    def fail() -> None:
+        raise RuntimeError("a broken job")
+
+    for job in (lambda: done.append(1), fail, lambda: done.append(2)):
+        finisher.submit(job)
+    finisher.flush()
+    assert done == [1, 2]
