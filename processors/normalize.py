@@ -147,11 +147,14 @@ class NormalizeProcessor:
         return spans
 
     def _normalize(self, attrs: dict[str, str]) -> dict[str, str]:
-        attrs = self._limit(attrs)
+        keys = "\0" + "\0".join(attrs)
+        if not self._is_clean(attrs, keys):
+            attrs = self._limited(attrs)
         hits = self._alias_keys.intersection(attrs)
         if hits:
             self._apply_aliases(attrs, hits)
-        keys = "\0" + "\0".join(attrs)
+        # ``keys`` may predate the limits and the aliases: neither adds a prefixed key, and
+        # a stale match only costs a scan that finds nothing.
         for probe in _PROPERTY_PROBES:  # a loop: cheaper than any() over a generator
             if probe in keys:
                 self._apply_property_prefixes(attrs)
@@ -159,7 +162,7 @@ class NormalizeProcessor:
         return attrs
 
     def _normalize_resource(self, resource: dict[str, str]) -> dict[str, str]:
-        if self._is_clean(resource) and self._alias_keys.isdisjoint(resource):
+        if self._is_clean(resource, "".join(resource)) and self._alias_keys.isdisjoint(resource):
             return resource
         return self._normalize(dict(resource))
 
@@ -187,21 +190,25 @@ class NormalizeProcessor:
             if value:
                 attrs[canonical] = value
 
-    def _is_clean(self, attrs: dict[str, str]) -> bool:
-        """True when no limit or text rule applies (the common case, checked in C loops)."""
+    def _is_clean(self, attrs: dict[str, str], keys: str) -> bool:
+        """True when no limit or text rule applies to ``attrs`` (``keys``: its keys joined).
+
+        The common case, checked in C loops: one join per span beats a Python-level loop;
+        an all-ASCII string has no surrogates and as many bytes as characters.
+        """
         if len(attrs) > self._max_attributes:
             return False
-        # One join per span beats a Python-level loop; an all-ASCII string has no
-        # surrogates and as many bytes as characters.
         values = "".join(attrs.values())
-        if not (values.isascii() and "".join(attrs).isascii()):
+        if not (values.isascii() and keys.isascii()):
             return False
         return len(values) <= self._safe_chars or max(map(len, attrs.values())) <= self._max_bytes
 
     def _limit(self, attrs: dict[str, str]) -> dict[str, str]:
         """``attrs`` within the limits and free of lone surrogates (the same dict if it was)."""
-        if self._is_clean(attrs):
-            return attrs
+        return attrs if self._is_clean(attrs, "".join(attrs)) else self._limited(attrs)
+
+    def _limited(self, attrs: dict[str, str]) -> dict[str, str]:
+        """A copy of ``attrs`` within the limits and free of lone surrogates."""
         dropped = len(attrs) - self._max_attributes
         if dropped > 0:
             attrs = dict(islice(attrs.items(), self._max_attributes))

@@ -134,6 +134,14 @@ def test_resource_is_normalized_as_a_copy_shared_by_its_spans():
     assert c.ENVIRONMENT not in resource  # the shared original is untouched
 
 
+def test_resource_limits_apply_to_a_copy():
+    resource = {c.SERVICE_NAME: "x" * 100}
+    (out,) = run([make_span({}, resource)], max_attribute_value_size=10)
+    assert out.resource[c.SERVICE_NAME] == "x" * 10
+    assert out.resource[c.TRUNCATED_ATTRIBUTES] == "1"
+    assert resource == {c.SERVICE_NAME: "x" * 100}
+
+
 def test_clean_resource_is_not_copied():
     resource = {c.SERVICE_NAME: "app"}
     (out,) = run([make_span({}, resource)])
