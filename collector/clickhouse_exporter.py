@@ -212,10 +212,17 @@ class ClickHouseExporter:
 
     def _remember_spooled_ids(self) -> None:
         """Spans spooled by a previous process may be retried by clients that lost the ack."""
-        for seq, _ in self._spool.pending():
+        newest: list[int] = []
+        total = 0
+        for seq, items in reversed(self._spool.pending()):
+            if total >= self.config.dedup_window:
+                break
+            newest.append(seq)
+            total += items
+        trace_col, span_col = COLUMNS.index("TraceId"), COLUMNS.index("SpanId")
+        for seq in reversed(newest):
             cols = marshal.loads(self._spool.read(seq))
-            trace_ids, span_ids = cols[COLUMNS.index("TraceId")], cols[COLUMNS.index("SpanId")]
-            self._recent.update({bytes.fromhex(t + s) for t, s in zip(trace_ids, span_ids)})
+            self._recent.update({bytes.fromhex(t + s) for t, s in zip(cols[trace_col], cols[span_col])})
 
     def shutdown(self) -> None:
         """Stop accepting spans; drain the spool for up to ``timeout``; keep the rest on disk."""
@@ -285,7 +292,8 @@ class ClickHouseExporter:
             if self._closing and now >= self._deadline:
                 return
             batch = spool.inflight  # a range begun before a failure or a crash: repeat it exactly
-            if batch is None:
+            begin = batch is None
+            if begin:
                 pending = spool.pending(self.config.insert_max_spans)
                 if not pending:
                     if self._closing:
@@ -299,10 +307,12 @@ class ClickHouseExporter:
                     self._stopping.wait(wait)  # gather a bigger insert: fewer, larger parts
                     continue
                 batch = (pending[0][0], pending[-1][0])
-                spool.begin(*batch)
             last_insert = time.monotonic()
             try:
+                if begin:
+                    spool.begin(*batch)
                 self._insert(*batch)
+                spool.commit(batch[1])
             except Exception as exc:  # any failure: keep the records, retry the same block
                 failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -315,7 +325,6 @@ class ClickHouseExporter:
             if failures:
                 log.info("ClickHouse inserts succeed again after %d failures", failures)
             failures, self.last_error = 0, None
-            spool.commit(batch[1])
 
     def _pause(self, seconds: float) -> None:
         """Sleep between retries; cut short when shutdown begins, bounded by its deadline after."""

@@ -116,6 +116,8 @@ def test_every_column_as_the_clickhouseexporter_writes_it(make_exporter, client,
     exporter = make_exporter()
     exporter.export([root, child])
     wait_drained(exporter)
+    assert exporter.database == database
+    assert exporter.new_client().query(f"SELECT count() FROM {database}.otel_traces").result_rows == [(2,)]
     rows = client.query(
         f"SELECT toString(Timestamp), TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, "
         f"ServiceName, ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode, "
