@@ -32,6 +32,7 @@ copy per distinct resource of the batch.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from itertools import islice
@@ -87,7 +88,7 @@ def _json_numbers(text: str | None) -> dict[str, float]:
         return {}
     return {
         k: v for k, v in value.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf
     }
 
 

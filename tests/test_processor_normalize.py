@@ -98,7 +98,11 @@ def test_langfuse_json_usage_and_cost_become_canonical_attributes():
     assert float(a[c.COST]) == 0.00002 and "e" not in a[c.COST]
 
 
-@pytest.mark.parametrize("details", ["not json", "[1, 2]", '{"input": "ten", "output": true}', ""])
+@pytest.mark.parametrize(
+    "details",
+    ["not json", "[1, 2]", '{"input": "ten", "output": true}', "", '{"input": 1e400}',
+     '{"input": NaN, "output": -1}'],
+)
 def test_unusable_langfuse_details_are_kept_and_ignored(details):
     (out,) = run([make_span({"langfuse.observation.usage_details": details})])
     assert out.attributes == {"langfuse.observation.usage_details": details}
