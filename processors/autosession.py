@@ -309,9 +309,11 @@ class AutoSessionProcessor:
             for window_list in self._windows.values():
                 del window_list[: -self.config.max_windows_per_key]
             for trace_hex, (sid, source), _ in reversed(traces):
-                self._traces[bytes.fromhex(trace_hex)] = (
-                    sid, source if source in _SOURCES else c.SOURCE_EXPLICIT
-                )
+                try:
+                    trace_id = bytes.fromhex(trace_hex)
+                except ValueError:  # another writer's malformed row: not ours to restore
+                    continue
+                self._traces[trace_id] = (sid, source if source in _SOURCES else c.SOURCE_EXPLICIT)
         log.info("autosession: rebuilt %d sessions and %d traces", len(windows), len(traces))
 
 
