@@ -108,6 +108,8 @@ def to_columns(spans: list[Span]) -> tuple[list, ...]:
      duration, status, status_msg, ev_ts, ev_name, ev_attrs, ln_trace, ln_span, ln_state,
      ln_attrs) = cols
     n_kinds, n_codes = len(SPAN_KINDS), len(STATUS_CODES)
+    service_key = conventions.SERVICE_NAME
+    none: list = []
     for s in spans:
         ts.append(s.start_time_unix_nano)
         trace_id.append(s.trace_id.hex())
@@ -116,7 +118,7 @@ def to_columns(spans: list[Span]) -> tuple[list, ...]:
         state.append(s.trace_state)
         name.append(s.name)
         kind.append(SPAN_KINDS[s.kind] if 0 <= s.kind < n_kinds else "")
-        service.append(s.resource.get(conventions.SERVICE_NAME, ""))
+        service.append(s.resource.get(service_key, ""))
         res.append(s.resource)
         scope.append(s.scope_name)
         scope_v.append(s.scope_version)
@@ -125,13 +127,24 @@ def to_columns(spans: list[Span]) -> tuple[list, ...]:
         status.append(STATUS_CODES[s.status_code] if 0 <= s.status_code < n_codes else "")
         status_msg.append(s.status_message)
         events, links = s.events, s.links
-        ev_ts.append([e.time_unix_nano for e in events])
-        ev_name.append([e.name for e in events])
-        ev_attrs.append([e.attributes for e in events])
-        ln_trace.append([link.trace_id.hex() for link in links])
-        ln_span.append([link.span_id.hex() for link in links])
-        ln_state.append([link.trace_state for link in links])
-        ln_attrs.append([link.attributes for link in links])
+        if events:
+            ev_ts.append([e.time_unix_nano for e in events])
+            ev_name.append([e.name for e in events])
+            ev_attrs.append([e.attributes for e in events])
+        else:  # most spans: one shared, never mutated empty list per nested column
+            ev_ts.append(none)
+            ev_name.append(none)
+            ev_attrs.append(none)
+        if links:
+            ln_trace.append([link.trace_id.hex() for link in links])
+            ln_span.append([link.span_id.hex() for link in links])
+            ln_state.append([link.trace_state for link in links])
+            ln_attrs.append([link.attributes for link in links])
+        else:
+            ln_trace.append(none)
+            ln_span.append(none)
+            ln_state.append(none)
+            ln_attrs.append(none)
     return cols
 
 
