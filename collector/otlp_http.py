@@ -8,6 +8,7 @@ in the request's encoding.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -26,6 +27,7 @@ log = logging.getLogger("sessionlens.collector")
 PATH = "/v1/traces"
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
+_STOP_GRACE_S = 30.0  # in-flight requests wait for their batch to be stored
 _DISCARD_MAX = 4 << 20  # larger refused bodies are cut off by closing the connection
 
 
@@ -76,10 +78,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, error.SerializeToString(), PROTOBUF, headers)
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
-        try:
-            self._send(200, *self._export(), {})
-        except _Reject as reject:
-            self._fail(reject.status, str(reject), reject.headers)
+        with self.server.request():
+            try:
+                self._send(200, *self._export(), {})
+            except _Reject as reject:
+                self._fail(reject.status, str(reject), reject.headers)
 
     def _discard(self, length: int) -> None:
         """Read and drop a refused body, so the client sees the answer rather than a reset."""
@@ -153,12 +156,32 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
+    # Connection threads may idle in keep-alive forever: don't join them on close; requests
+    # in flight are waited for by ``drain`` instead.
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], exporting, max_body: int) -> None:
         self.exporting = exporting
         self.max_body = max_body
+        self._inflight = 0
+        self._idle = threading.Condition()
         super().__init__(address, _Handler)
+
+    @contextlib.contextmanager
+    def request(self):
+        with self._idle:
+            self._inflight += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._inflight -= 1
+                self._idle.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait for the requests in flight to be answered; False if some still are."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._inflight == 0, timeout)
 
 
 class HttpServer:
@@ -194,7 +217,10 @@ class HttpServer:
         return f"OTLP/HTTP {host}:{self.port}"
 
     def stop(self) -> None:
+        """Stop accepting requests, then wait for those in flight to be answered."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            if not self._server.drain(_STOP_GRACE_S):
+                log.warning("OTLP/HTTP requests still in flight after %.0f s", _STOP_GRACE_S)
             self._server = None

@@ -24,6 +24,9 @@ log = logging.getLogger("sessionlens.collector")
 
 Consumer = Callable[[list[Span]], None]
 
+# sorted() is stable: processors keep their configured order.
+_SHUTDOWN_ORDER = {"receivers": 0, "processors": 1, "exporters": 2, "extensions": 3}
+
 
 class PipelineHost:
     """What components may ask of the running collector (``component.Host``)."""
@@ -113,14 +116,16 @@ class Pipeline:
             raise
 
     def endpoints(self) -> list[str]:
-        """Where the receivers listen, e.g. ``otlp grpc 127.0.0.1:4317``."""
+        """Where the receivers listen, e.g. ``OTLP/gRPC 127.0.0.1:4317``."""
         return [e for r in self.receivers for e in getattr(r, "endpoints", lambda: [])()]
 
     def shutdown(self) -> None:
-        """Stop in reverse start order: receivers stop taking requests, batches flush, the
-        exporter shuts down last. Errors are logged, not raised, so every component stops."""
-        while self._started:
-            spec, component = self._started.pop()
+        """Stop in data-flow order: receivers stop taking requests, each processor (``batch``
+        first) flushes into a still-running downstream, the exporter stops last, then the
+        extensions. Errors are logged, not raised, so every component stops."""
+        started = sorted(self._started, key=lambda item: _SHUTDOWN_ORDER[item[0].kind])
+        self._started = []
+        for spec, component in started:
             shutdown = getattr(component, "shutdown", None)
             if shutdown is None:
                 continue

@@ -189,6 +189,9 @@ def tagging_processors(monkeypatch):
         def start(self, host) -> None:
             started.append((self.name, host.storage_client(), host.database))
 
+        def shutdown(self) -> None:
+            started.append(("stopped", self.name))
+
         def process(self, spans):
             for span in spans:
                 span.attributes["trail"] = span.attributes.get("trail", "") + self.name
@@ -219,10 +222,11 @@ service:
 
 
 def test_processors_run_in_configured_order_and_get_the_host(recording_exporter, tagging_processors):
+    started = tagging_processors
     pipeline = Pipeline(parse(PIPELINE))
     pipeline.start()
     try:
-        assert [name for name, _, _ in tagging_processors] == ["a", "b"]
+        assert [name for name, *_ in tagging_processors] == ["a", "b"]
         # The recording exporter has neither new_client nor database.
         assert tagging_processors[0][1:] == (None, None)
         pipeline.consume(_spans(3))
@@ -230,6 +234,8 @@ def test_processors_run_in_configured_order_and_get_the_host(recording_exporter,
         pipeline.shutdown()
     assert [span.attributes["trail"] for span in recording_exporter.spans] == ["ab"] * 3
     assert pipeline.receivers == []
+    # Shut down in data-flow order, so each flushes into a downstream still running.
+    assert started[2:] == [("stopped", "a"), ("stopped", "b")]
 
 
 def test_failed_start_stops_what_started(recording_exporter, tagging_processors):

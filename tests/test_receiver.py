@@ -305,3 +305,38 @@ def test_http_unavailable_has_retry_after(collector):
     assert status == 503
     assert headers["Retry-After"] == "3"
     assert "ClickHouse unreachable" in status_pb2.Status.FromString(raw).message
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_shutdown_answers_requests_in_flight(recording_exporter, transport):
+    """Stopping waits for a request whose spans are still being stored, and acknowledges it."""
+    entered, release = threading.Event(), threading.Event()
+    store = recording_exporter.export
+
+    def slow_export(spans):
+        entered.set()
+        release.wait(10)
+        store(spans)
+
+    recording_exporter.export = slow_export  # bound by the pipeline at start
+    pipeline = Pipeline(parse(CONFIG))
+    pipeline.start()
+    grpc_server, http_server = pipeline.receivers[0]._servers
+    body = _request([{"name": "in-flight"}]).SerializeToString()
+    outcome = []
+    if transport == "grpc":
+        send = lambda: outcome.append(_grpc_call(grpc_server.port, body))  # noqa: E731
+    else:
+        send = lambda: outcome.append(_post(http_server.port, body, "application/x-protobuf")[0])  # noqa: E731
+    client = threading.Thread(target=send)
+    client.start()
+    assert entered.wait(10)
+    stopper = threading.Thread(target=pipeline.shutdown)
+    stopper.start()
+    stopper.join(0.3)
+    assert stopper.is_alive()  # waiting for the request in flight
+    release.set()
+    stopper.join(10)
+    client.join(10)
+    assert [span.name for span in recording_exporter.spans] == ["in-flight"]
+    assert outcome and (outcome[0] == 200 if transport == "http" else not outcome[0].HasField("partial_success"))
