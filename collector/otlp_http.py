@@ -94,21 +94,45 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             remaining -= len(chunk)
 
+    def _chunked(self) -> bool:
+        return "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+
     def _length(self) -> int:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            self.close_connection = True
-            raise _Reject(411, "send a Content-Length (chunked bodies are not accepted)")
+        """The Content-Length (for a chunked body: 0, its size is learned while reading)."""
+        if self._chunked():
+            return 0
         try:
             return int(self.headers.get("Content-Length") or 0)
         except ValueError:
             self.close_connection = True
             raise _Reject(400, "bad Content-Length") from None
 
+    def _read_chunked(self, limit: int) -> bytes:
+        """A ``Transfer-Encoding: chunked`` body (Node's OTLP exporters send these)."""
+        parts, size = [], 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                chunk = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                self.close_connection = True
+                raise _Reject(400, "malformed chunked body") from None
+            if chunk == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
+            size += chunk
+            if size > limit:
+                self.close_connection = True
+                raise _Reject(413, f"body exceeds {limit} bytes")
+            parts.append(self.rfile.read(chunk))
+            self.rfile.readline(1024)  # the CRLF after each chunk
+
     def _read_body(self, length: int, limit: int) -> bytes:
         if length > limit:
             self._discard(length)
             raise _Reject(413, f"body exceeds {limit} bytes")
-        body = self.rfile.read(length)
+        body = self._read_chunked(limit) if self._chunked() else self.rfile.read(length)
         encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
         if encoding == "gzip":
             return _gunzip(body, limit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import threading
 import urllib.error
@@ -340,3 +341,29 @@ def test_shutdown_answers_requests_in_flight(recording_exporter, transport):
     client.join(10)
     assert [span.name for span in recording_exporter.spans] == ["in-flight"]
     assert outcome and (outcome[0] == 200 if transport == "http" else not outcome[0].HasField("partial_success"))
+
+
+def _post_chunked(port: int, chunks: list[bytes], headers: dict | None = None):
+    """A chunked POST, as Node's OTLP/HTTP exporters send it."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("POST", "/v1/traces", body=iter(chunks), encode_chunked=True,
+                       headers={"Content-Type": "application/x-protobuf", **(headers or {})})
+    response = connection.getresponse()
+    result = response.status, response.read()
+    connection.close()
+    return result
+
+
+def test_http_chunked_body_with_gzip(collector):
+    _, http_port, recorder = collector
+    body = gzip.compress(_request([{"name": "chunked"}]).SerializeToString())
+    status, _ = _post_chunked(http_port, [body[:10], body[10:]], {"Content-Encoding": "gzip"})
+    assert status == 200
+    assert [span.name for span in recorder.spans] == ["chunked"]
+
+
+def test_http_chunked_body_too_large(collector):
+    _, http_port, recorder = collector
+    status, _ = _post_chunked(http_port, [b"x" * 600_000, b"x" * 600_000])
+    assert status == 413
+    assert recorder.spans == []
