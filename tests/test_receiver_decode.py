@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
@@ -128,3 +130,23 @@ def test_json_accepts_snake_case_and_rejects_non_objects():
     for body in (b"[1, 2]", b'{"resourceSpans": 5}', b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"name": 5}]}]}]}'):
         with pytest.raises(otlp.MalformedRequest):
             otlp.parse_json(body)
+
+
+@given(raw=st.binary(min_size=1, max_size=64), in_name=st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_any_bytes_in_a_string_field_become_replacement_decoded_text(raw, in_name):
+    """Whatever bytes a client puts in a string, the span is kept and the text is what
+    Python's ``decode('utf-8', 'replace')`` makes of them."""
+    marker = "Q" * len(raw)
+    request = _one_span_request()
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    if in_name:
+        span.name = marker
+    else:
+        span.attributes.add(key="k", value=_value(string_value=marker))
+    body = request.SerializeToString()
+    at = body.rindex(marker.encode())
+    body = body[:at] + raw + body[at + len(raw):]
+    (decoded,) = otlp.decode(otlp.parse_protobuf(body)).spans
+    expected = raw.decode("utf-8", "replace")
+    assert (decoded.name if in_name else decoded.attributes["k"]) == expected
