@@ -53,7 +53,7 @@ exporters:
     endpoint: "chdb://{store}"
     database: otel
     timeout: 600s
-    spool: {{directory: "{spool}", max_size_mib: 4096}}
+    spool: {{directory: "{spool}", max_size_mib: 4096}}{exporter_extra}
 service:
   pipelines:
     traces:
@@ -264,6 +264,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="length of the latency phase")
     parser.add_argument("--batch-size", type=int, default=8192)
     parser.add_argument("--timeout", default="100ms", help="batch timeout")
+    parser.add_argument("--insert-max-spans", type=int, default=16384,
+                        help="the exporter's insert_max_spans, as in otel-config.yaml (0: its default)")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory")
     args = parser.parse_args()
 
@@ -273,7 +275,9 @@ def main() -> None:
     config_path = os.path.join(workdir, "collector.yaml")
     with open(config_path, "w") as f:
         f.write(CONFIG.format(port=port, store=store, spool=spool, batch_size=args.batch_size,
-                              timeout=args.timeout))
+                              timeout=args.timeout, exporter_extra=(
+                                  f"\n    insert_max_spans: {args.insert_max_spans}"
+                                  if args.insert_max_spans else "")))
     now = time.time_ns()
     body = template(args.per_request, now)
     print(f"collector: {config_path}; {os.cpu_count()} cores; request {len(body)} bytes "
