@@ -146,15 +146,21 @@ def settle_merges(client, db: str, timeout_s: float = 300) -> None:
 
 
 def prepare(client, db: str, spans: int, sessions: int, mode: str) -> float | None:
-    """Load ``db`` unless it already holds ``spans``; the load rate, or None when reused."""
-    if client.command(f"EXISTS TABLE {db}.otel_traces"):
-        if client.command(f"SELECT count() FROM {db}.otel_traces") == spans:
-            return None
-    client.command(f"DROP DATABASE IF EXISTS {db} SYNC")
-    apply(client, SchemaOptions(database=db))
+    """Load ``db`` unless it already holds ``spans``; the load rate, or None when reused.
+
+    Reusing a round-robin store needs this process to stop its merges again (the flag
+    does not outlive the process), and honest figures need a store reloaded since.
+    """
+    reuse = client.command(f"EXISTS TABLE {db}.otel_traces") and client.command(
+        f"SELECT count() FROM {db}.otel_traces") == spans
+    if not reuse:
+        client.command(f"DROP DATABASE IF EXISTS {db} SYNC")
+        apply(client, SchemaOptions(database=db))
     if mode == "round-robin":
         for table in SESSION_TABLES:
             client.command(f"SYSTEM STOP MERGES {db}.{table}")
+    if reuse:
+        return None
     rate = load(client, db, spans, sessions, mode)
     if mode == "time-local":
         settle_merges(client, db)
