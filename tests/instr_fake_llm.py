@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 STALL_SECONDS = 1.0
+RESPONSE_MODEL_SUFFIX = "-2024-08-06"
+"""OpenAI-style answers name the dated model snapshot, as the real API does."""
 REPLY = ["Hel", "lo", " there"]
 USAGE_OPENAI = {
     "prompt_tokens": 11,
@@ -122,7 +124,7 @@ class _Handler(BaseHTTPRequestHandler):
     # --- APIs ---------------------------------------------------------------------------
 
     def _chat(self, model: str, body: dict[str, Any], stream: bool) -> None:
-        base = {"id": "chatcmpl-1", "created": 1, "model": model + "-2025"}
+        base = {"id": "chatcmpl-1", "created": 1, "model": model + RESPONSE_MODEL_SUFFIX}
         if not stream:
             message = {"role": "assistant", "content": "".join(REPLY)}
             choice = {"index": 0, "message": message, "finish_reason": "stop"}

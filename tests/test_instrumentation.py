@@ -49,7 +49,7 @@ def test_openai_chat_span_has_genai_attributes(tel: Telemetry, oai: openai.OpenA
     assert span.name == "chat gpt-4o" and span.kind is SpanKind.CLIENT
     assert span.status.status_code is StatusCode.UNSET
     assert attrs[c.PROVIDER] == "openai" and attrs[c.OPERATION] == "chat"
-    assert attrs[c.REQUEST_MODEL] == "gpt-4o" and attrs[c.RESPONSE_MODEL] == "gpt-4o-2025"
+    assert attrs[c.REQUEST_MODEL] == "gpt-4o" and attrs[c.RESPONSE_MODEL] == "gpt-4o-2024-08-06"
     assert attrs[c.REQUEST_TEMPERATURE] == 0.5 and attrs[c.REQUEST_MAX_TOKENS] == 20
     assert attrs[c.REQUEST_STOP_SEQUENCES] == ("x",)
     assert attrs[c.RESPONSE_ID] == "chatcmpl-1" and attrs[c.FINISH_REASONS] == ("stop",)
