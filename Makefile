@@ -20,5 +20,8 @@ run: install
 test: install
 	$(PY) -m pytest
 
+demo: install
+	$(PY) examples/demo.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
