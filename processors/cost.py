@@ -8,18 +8,38 @@ same the schema's views use, so a stored cost and a cost the views compute agree
 span carries wins. An unknown model gets no cost attribute (the views count it as 0 and list
 the model as unpriced); so does a span with malformed token counts.
 
+Prices come from the schema's ``model_prices`` table — the one users update with INSERTs
+and the views price with — read at start and again every ``refresh_interval``; the shipped
+price file (or ``prices_file``) stands in when there is no storage or the table cannot be
+read. A span is thus priced as the table stood when it arrived, and the views, which prefer
+a span's own cost, show that same figure.
+
 The cost is written as a fixed-point decimal string (no exponent) so any reader parses it.
 Runs after ``normalize``, which maps other instrumentations' token and cost names.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from dataclasses import dataclass
 
 from sessionlens import conventions as c
+from sessionlens.collector.component import Duration
 from sessionlens.collector.pdata import Span
-from sessionlens.schema.prices import PriceFileError, canonical_model, cost_usd, load_prices
+from sessionlens.schema.ddl import PRICES_TABLE
+from sessionlens.schema.expressions import ident
+from sessionlens.schema.prices import (
+    ModelPrice,
+    PriceFileError,
+    canonical_model,
+    cost_usd,
+    load_prices,
+    load_prices_from_table,
+)
+
+log = logging.getLogger(__name__)
 
 TYPE = "cost"
 
@@ -31,7 +51,10 @@ _UNSEEN = object()
 @dataclass
 class Config:
     prices_file: str = ""
-    """A price file in the schema's ``prices.json`` format; empty: the shipped prices."""
+    """Prices to use when the price table cannot be read (``prices.json`` format); empty:
+    the shipped prices."""
+    refresh_interval: Duration = 60.0
+    """How often the price table is read again (the views' price dictionary lifetime)."""
 
 
 def format_cost(usd: float) -> str:
@@ -55,12 +78,35 @@ class CostProcessor:
         # a race only computes an entry twice.
         self._rates: dict[str, tuple[float, float, float] | None] = {}
         self._lock = threading.Lock()
+        self._refresh_interval = config.refresh_interval
+        self._next_refresh = float("inf")  # no price table until start() finds one
+        self._client = None
+        self._table = ""
 
     def start(self, host: object) -> None:
-        pass
+        client = getattr(host, "storage_client", lambda: None)()
+        database = getattr(host, "database", None)
+        if client is None or not database:
+            return
+        self._client, self._table = client, f"{ident(database)}.{ident(PRICES_TABLE)}"
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Read the price table again; keep the prices in use when it cannot be read."""
+        self._next_refresh = time.monotonic() + self._refresh_interval
+        try:
+            prices: dict[str, ModelPrice] = load_prices_from_table(self._client, self._table)
+        except Exception as exc:  # storage trouble must not stop ingest
+            log.warning("cost: cannot read %s (%s); keeping the prices in use", self._table, exc)
+            return
+        if prices != self._prices:
+            self._prices = prices
+            with self._lock:
+                self._rates = {}
 
     def shutdown(self) -> None:
-        pass
+        if self._client is not None:
+            self._client.close()
 
     def _rates_of(self, model: str) -> tuple[float, float, float] | None:
         prices = self._prices
@@ -81,6 +127,8 @@ class CostProcessor:
         return rates
 
     def process(self, spans: list[Span]) -> list[Span]:
+        if time.monotonic() >= self._next_refresh:
+            self._refresh()
         cache = self._rates
         for span in spans:
             a = span.attributes

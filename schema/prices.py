@@ -75,6 +75,16 @@ def load_prices(path: str | Path | None = None) -> dict[str, ModelPrice]:
     return prices
 
 
+def load_prices_from_table(client, table: str) -> dict[str, ModelPrice]:
+    """Prices as the ``model_prices`` table holds them now (the newest row per model wins),
+    the same rows the views price with. ``client`` is a clickhouse-connect client."""
+    result = client.query(
+        f"SELECT lower(model), input_per_mtok, output_per_mtok, cached_input_per_mtok "
+        f"FROM {table} ORDER BY updated_at"
+    )
+    return {name: ModelPrice(*rates) for name, *rates in result.result_rows}
+
+
 def canonical_model(name: str, priced: Container[str] | None = None) -> str:
     """The price-table key for a model name as a span reports it.
 

@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from sessionlens import conventions as c
 from sessionlens.collector.pdata import Span
+from sessionlens.collector.storage import connect
 from sessionlens.processors import cost
+from sessionlens.schema.migrate import SchemaOptions, apply
 from sessionlens.schema.prices import cost_usd, load_prices
 
 
@@ -133,3 +135,33 @@ def test_stored_cost_equals_the_schema_formula(model, input_tokens, output_token
                 c.OUTPUT_TOKENS: str(output_tokens), c.CACHE_READ_INPUT_TOKENS: str(cached)})
     expected = cost_usd(load_prices(), model, input_tokens, output_tokens, cached)
     assert float(a[c.COST]) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+class _StorageHost:
+    """The pipeline host as the cost processor sees it: a way to reach the storage."""
+
+    def __init__(self, url: str, database: str) -> None:
+        self.url, self.database = url, database
+
+    def storage_client(self):
+        return connect(self.url, database=self.database)
+
+
+def test_prices_come_from_the_price_table_and_follow_its_updates(chdb_url, database):
+    client = connect(chdb_url, database=database)
+    apply(client, SchemaOptions(database=database))
+    insert = "INSERT INTO model_prices (model, input_per_mtok, output_per_mtok, cached_input_per_mtok) VALUES"
+    client.command(f"{insert} ('House-Model', 1000, 2000, 0)")
+    processor = cost.create(cost.Config(refresh_interval=0.0), None)
+    processor.start(_StorageHost(chdb_url, database))
+    try:
+        span = {c.OPERATION: "chat", c.REQUEST_MODEL: "house-model", c.INPUT_TOKENS: "1000", c.OUTPUT_TOKENS: "500"}
+        assert float(processor.process([make_span(dict(span))])[0].attributes[c.COST]) == pytest.approx(2.0)
+        client.command(f"{insert} ('house-model', 10, 20, 0)")  # a price change: newest row wins
+        assert float(processor.process([make_span(dict(span))])[0].attributes[c.COST]) == pytest.approx(0.02)
+        # The table goes away: the prices in use stay.
+        client.command("RENAME TABLE model_prices TO model_prices_away", settings={"check_table_dependencies": 0})
+        assert float(processor.process([make_span(dict(span))])[0].attributes[c.COST]) == pytest.approx(0.02)
+    finally:
+        processor.shutdown()
+        client.close()
