@@ -9,25 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sessionlens import conventions as c
-from sessionlens.collector.pdata import Span
 from sessionlens.collector.storage import connect
 from sessionlens.processors import cost
 from sessionlens.schema.migrate import SchemaOptions, apply
 from sessionlens.schema.prices import cost_usd, load_prices
-
-
-def make_span(attributes: dict[str, str]) -> Span:
-    return Span(
-        trace_id=b"\x01" * 16,
-        span_id=b"\x02" * 8,
-        parent_span_id=b"",
-        name="llm",
-        kind=3,
-        start_time_unix_nano=1,
-        end_time_unix_nano=2,
-        attributes=attributes,
-        resource={},
-    )
+from span_factory import make_span
 
 
 def priced(attributes: dict[str, str], config: cost.Config | None = None) -> dict[str, str]:
