@@ -29,7 +29,7 @@ from sessionlens.schema.migrate import SchemaOptions, apply
 DAYS = 30
 SPANS_PER_TRACE = 5  # one invoke_agent span, four chat calls
 CHUNK = 1_000_000
-SESSION_TABLES = ("otel_traces_sessions", "otel_traces_session_models", "otel_traces_session_spans")
+SESSION_TABLES = ("otel_traces_sessions", "otel_traces_session_spans")
 TARGETS_MS = {"list page": 300, "list user=": 300, "detail": 50, "vitals 30d": 500}
 
 # How span n maps to its session s, its index k within the session, the session's start

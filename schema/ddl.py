@@ -37,8 +37,6 @@ class Names:
         self.trace_id_ts_mv = o.table(f"{t}_trace_id_ts_mv")
         self.sessions = o.table(f"{t}_sessions")
         self.sessions_mv = o.table(f"{t}_sessions_mv")
-        self.session_models = o.table(f"{t}_session_models")
-        self.session_models_mv = o.table(f"{t}_session_models_mv")
         self.session_spans = o.table(f"{t}_session_spans")
         self.session_spans_mv = o.table(f"{t}_session_spans_mv")
         self.prices = o.table(PRICES_TABLE)
@@ -208,8 +206,8 @@ def _latest_nonempty(column: str) -> str:
 def session_tables(o: SchemaOptions) -> list[str]:
     """The insert-time rollups every session view reads (materialized views into tables).
 
-    ``…_sessions``: one row per (project, session) and insert block; ``…_session_models``:
-    per (project, session, model) LLM calls and the tokens priced at read time;
+    ``…_sessions``: one row per (project, session) and insert block, with per-model LLM
+    calls and the tokens priced at read time;
     ``…_session_spans``: the columns of ``session_detail``, ordered by session.
     """
     n = Names(o)
@@ -239,7 +237,11 @@ def session_tables(o: SchemaOptions) -> list[str]:
         "    OutputTokensSum SimpleAggregateFunction(sum, UInt64),\n"
         "    ReportedCostSum SimpleAggregateFunction(sum, Float64),\n"
         "    LatencySumMs SimpleAggregateFunction(sum, Float64),\n"
-        f"    LatencyMs AggregateFunction(quantiles({LATENCY_LEVELS}), Float32)\n"
+        f"    LatencyMs AggregateFunction(quantiles({LATENCY_LEVELS}), Float32),\n"
+        # per model: (models, calls, then the tokens of calls that report no cost of their
+        # own, priced at read time with the current table); calls >= 1 keep a model listed
+        "    Models SimpleAggregateFunction(sumMap, Tuple(Array(String), Array(UInt64), "
+        "Array(UInt64), Array(UInt64), Array(UInt64)))\n"
         f") ENGINE = {o.table_engine.render('Aggregating')}\n"
         "ORDER BY (Project, SessionId)\n"
         f"{o.ttl_clause('LastSeen')}"
@@ -248,6 +250,10 @@ def session_tables(o: SchemaOptions) -> list[str]:
     # Token, cost, call and latency figures count LLM calls only: agent and tool spans
     # wrap calls that are already counted.
     llm = "IsLlmCall"
+
+    def unpriced(tokens: str) -> str:
+        return f"if(ReportedCostUsd IS NULL, {tokens}, 0)"
+
     agent = "if(AgentId != '', AgentId, AgentName)"
     rollup_mv = (
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {n.sessions_mv}{o.on_cluster}\n"
@@ -274,44 +280,11 @@ def session_tables(o: SchemaOptions) -> list[str]:
         f"    sumIf(ifNull(ReportedCostUsd, 0), {llm}) AS ReportedCostSum,\n"
         f"    sumIf(Duration / 1e6, {llm}) AS LatencySumMs,\n"
         # Float32 ms: half the bytes to merge, exact to well under a microsecond
-        f"    quantilesStateIf({LATENCY_LEVELS})(toFloat32(Duration / 1e6), {llm}) AS LatencyMs\n"
+        f"    quantilesStateIf({LATENCY_LEVELS})(toFloat32(Duration / 1e6), {llm}) AS LatencyMs,\n"
+        f"    sumMapIf(([toString(Model)], [toUInt64(1)], [{unpriced('InputTokens')}], "
+        f"[{unpriced('CacheReadTokens')}], [{unpriced('OutputTokens')}]), {llm} AND Model != '') AS Models\n"
         f"FROM {n.traces}\n"
         "GROUP BY Project, SessionId"
-    )
-    # Per model, so cost is priced once per (session, model) at read time, and summed per
-    # model across many sessions before pricing in session_vitals.
-    models = (
-        f"CREATE TABLE IF NOT EXISTS {n.session_models}{o.on_cluster} (\n"
-        "    Project LowCardinality(String),\n"
-        "    SessionId String,\n"
-        "    Model LowCardinality(String),\n"
-        "    LastSeen SimpleAggregateFunction(max, DateTime64(9)),\n"
-        "    Calls SimpleAggregateFunction(sum, UInt64),\n"
-        # tokens of calls that report no cost of their own: priced with the current table
-        "    UnpricedInput SimpleAggregateFunction(sum, UInt64),\n"
-        "    UnpricedCacheRead SimpleAggregateFunction(sum, UInt64),\n"
-        "    UnpricedOutput SimpleAggregateFunction(sum, UInt64)\n"
-        f") ENGINE = {o.table_engine.render('Aggregating')}\n"
-        "ORDER BY (Project, SessionId, Model)\n"
-        f"{o.ttl_clause('LastSeen')}"
-        f"SETTINGS index_granularity = 1024{dedup}"
-    )
-    unpriced = "ReportedCostUsd IS NULL"
-    models_mv = (
-        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {n.session_models_mv}{o.on_cluster}\n"
-        f"TO {n.session_models}\n"
-        "AS SELECT\n"
-        "    Project,\n"
-        "    SessionId,\n"
-        "    Model,\n"
-        f"    max({end}) AS LastSeen,\n"
-        "    count() AS Calls,\n"
-        f"    sumIf(InputTokens, {unpriced}) AS UnpricedInput,\n"
-        f"    sumIf(CacheReadTokens, {unpriced}) AS UnpricedCacheRead,\n"
-        f"    sumIf(OutputTokens, {unpriced}) AS UnpricedOutput\n"
-        f"FROM {n.traces}\n"
-        f"WHERE {llm} AND Model != ''\n"
-        "GROUP BY Project, SessionId, Model"
     )
     # otel_traces is ordered for trace search (service, span name, time): a session's
     # spans sit in many granules of wide attribute maps. This narrow copy, ordered by
@@ -367,7 +340,7 @@ def session_tables(o: SchemaOptions) -> list[str]:
         f"    {attribute(conv.OUTPUT_MESSAGES)} AS OutputMessages\n"
         f"FROM {n.traces}"
     )
-    return [rollup, rollup_mv, models, models_mv, spans, spans_mv]
+    return [rollup, rollup_mv, spans, spans_mv]
 
 
 # --- migration 4: views -------------------------------------------------------------------
@@ -403,23 +376,32 @@ LIST_COLUMNS = (
 )
 
 
+def _models_cost(models: str, dictionary: str) -> str:
+    """USD of a ``Models`` tuple (as summed by ``sumMap``) at the current price table."""
+    cost = priced_cost("m", "i", "o", "c", dictionary)
+    return (
+        f"arraySum(arrayMap((m, i, c, o) -> {cost}, "
+        f"{models}.1, {models}.3, {models}.4, {models}.5))"
+    )
+
+
 def _session_rows(o: SchemaOptions, keys: str) -> str:
     """Every session_list column of the sessions whose key is in ``keys`` (``''``: all).
 
-    Reads re-aggregate the rollups by session (an MV sees one insert block at a time);
-    ``keys`` restricts both rollups by their primary key before that.
+    Reads re-aggregate the rollup by session (an MV sees one insert block at a time);
+    ``keys`` restricts it by its primary key before that.
     """
     n = Names(o)
     where = f"WHERE {_KEY} IN ({keys})\n" if keys else ""
-    cost = priced_cost("Model", "i", "o", "c", n.dictionary_ref)
     return (
         "SELECT\n"
-        "    s.SessionId AS session_id, session_name, source, s.Project AS project, user_id,\n"
+        "    SessionId AS session_id, session_name, source, Project AS project, user_id,\n"
         "    environment, service_name, first_seen, last_seen,\n"
         f"    {_DURATION_S} AS duration_s,\n"
         f"    {_status(o, 'last_seen')} AS status,\n"
-        "    trace_count, llm_calls, runs, agents, models, input_tokens, output_tokens,\n"
-        "    reported_cost + priced_cost AS cost_usd, errors,\n"
+        "    trace_count, llm_calls, runs, agents, per_model.1 AS models, input_tokens,\n"
+        f"    output_tokens, reported_cost + {_models_cost('per_model', n.dictionary_ref)} AS cost_usd,\n"
+        "    errors,\n"
         "    if(llm_calls > 0, (llm_calls - llm_errors) / llm_calls,\n"
         "       if(spans > 0, (spans - errors) / spans, 1)) AS success_rate,\n"
         "    if(llm_calls > 0, latency_sum_ms / llm_calls, 0) AS avg_latency_ms,\n"
@@ -436,23 +418,12 @@ def _session_rows(o: SchemaOptions, keys: str) -> str:
         "        sum(LlmErrors) AS llm_errors, sum(InputTokensSum) AS input_tokens,\n"
         "        sum(OutputTokensSum) AS output_tokens, sum(ReportedCostSum) AS reported_cost,\n"
         "        sum(LatencySumMs) AS latency_sum_ms,\n"
-        f"        quantilesMerge({LATENCY_LEVELS})(LatencyMs) AS latency_ms\n"
+        f"        quantilesMerge({LATENCY_LEVELS})(LatencyMs) AS latency_ms,\n"
+        "        sumMap(Models) AS per_model\n"
         f"    FROM {n.sessions}\n"
         f"    {where}"
         "    GROUP BY Project, SessionId\n"
-        ") AS s\n"
-        "LEFT JOIN (\n"
-        "    SELECT Project, SessionId, arraySort(groupArray(toString(Model))) AS models,\n"
-        f"        sum({cost}) AS priced_cost\n"
-        "    FROM (\n"
-        "        SELECT Project, SessionId, Model, sum(UnpricedInput) AS i,\n"
-        "            sum(UnpricedCacheRead) AS c, sum(UnpricedOutput) AS o\n"
-        f"        FROM {n.session_models}\n"
-        f"        {where}"
-        "        GROUP BY Project, SessionId, Model\n"
-        "    )\n"
-        "    GROUP BY Project, SessionId\n"
-        ") AS m ON s.Project = m.Project AND s.SessionId = m.SessionId"
+        ")"
     )
 
 
@@ -486,17 +457,21 @@ def session_views(o: SchemaOptions) -> list[str]:
         f"SELECT {LIST_COLUMNS}\nFROM (\n{_session_rows(o, page_keys)}\n)\n"
         "ORDER BY last_seen DESC, session_id DESC"
     )
+    # A filter's state is merged only when the filter is given (-If on the parameter):
+    # merging every session's environment, service and agents costs more than the rest.
+    def merged(function: str, state: str, name: str) -> str:
+        return f"{function}If({state}, {_param(name)} != '')"
+
     vitals_filters = " AND ".join([
         _optional("since", f"last_seen >= parseDateTime64BestEffortOrNull({_param('since')}, 9)"),
         _optional("until", f"first_seen <= parseDateTime64BestEffortOrNull({_param('until')}, 9)"),
         _optional("project", f"Project = {_param('project')}"),
-        _optional("environment", f"argMaxMerge(EnvironmentState) = {_param('environment')}"),
-        _optional("service", f"argMinMerge(ServiceState) = {_param('service')}"),
-        _optional("agent", f"has(groupUniqArrayArray(Agents), {_param('agent')})"),
+        _optional("environment",
+                  f"{merged('argMaxMerge', 'EnvironmentState', 'environment')} = {_param('environment')}"),
+        _optional("service", f"{merged('argMinMerge', 'ServiceState', 'service')} = {_param('service')}"),
+        _optional("agent", f"has({merged('groupUniqArrayArray', 'Agents', 'agent')}, {_param('agent')})"),
         _optional("user", f"user_id = {_param('user')}"),
     ])
-    selected_keys = "SELECT Project, SessionId FROM selected"
-    cost = priced_cost("Model", "i", "o", "c", d)
     # Sessions that overlap [since, until] count whole (their calls, cost, latency).
     # Per-session figures come from one light GROUP BY; the latency sample and the
     # per-model tokens are merged across the selected sessions without grouping.
@@ -511,21 +486,17 @@ def session_views(o: SchemaOptions) -> list[str]:
         "    GROUP BY Project, SessionId\n"
         f"    HAVING {vitals_filters}\n"
         "),\n"
-        f"(SELECT quantilesMerge({LATENCY_LEVELS})(LatencyMs) FROM {n.sessions}\n"
-        f"    WHERE {_KEY} IN ({selected_keys}) {_NO_KEY_INDEX}) AS call_latency_ms\n"
+        f"(SELECT (quantilesMerge({LATENCY_LEVELS})(LatencyMs), sumMap(Models)) FROM {n.sessions}\n"
+        f"    WHERE {_KEY} IN (SELECT Project, SessionId FROM selected) {_NO_KEY_INDEX}) AS merged,\n"
+        "merged.1 AS call_latency_ms,\n"
+        "merged.2 AS per_model\n"
         "SELECT\n"
         "    count() AS sessions,\n"
         f"    countIf({_status(o, 'last_seen')} = 'active') AS active_sessions,\n"
         "    uniqExactIf(user_id, user_id != '') AS users,\n"
         "    sum(calls) AS llm_calls,\n"
         "    if(sessions > 0, llm_calls / sessions, 0) AS avg_calls_per_session,\n"
-        "    sum(reported_cost) + (\n"
-        f"        SELECT sum({cost}) FROM (\n"
-        "            SELECT Model, sum(UnpricedInput) AS i, sum(UnpricedCacheRead) AS c,\n"
-        "                sum(UnpricedOutput) AS o\n"
-        f"            FROM {n.session_models} WHERE {_KEY} IN ({selected_keys})\n"
-        f"            GROUP BY Model {_NO_KEY_INDEX})\n"
-        "    ) AS total_cost_usd,\n"
+        f"    sum(reported_cost) + {_models_cost('per_model', d)} AS total_cost_usd,\n"
         "    if(sessions > 0, total_cost_usd / sessions, 0) AS avg_cost_per_session,\n"
         f"    if(sessions > 0, quantile(0.5)({_DURATION_S}), 0) AS p50_session_duration_s,\n"
         f"    if(sessions > 0, quantile(0.95)({_DURATION_S}), 0) AS p95_session_duration_s,\n"
@@ -570,8 +541,9 @@ def session_views(o: SchemaOptions) -> list[str]:
     unpriced = (
         f"CREATE VIEW IF NOT EXISTS {n.unpriced_models}{o.on_cluster} AS\n"
         "SELECT model, calls FROM (\n"
-        f"    SELECT toString(Model) AS model, sum(Calls) AS calls FROM {n.session_models}\n"
-        "    GROUP BY model)\n"
+        "    SELECT m.1 AS model, m.2 AS calls\n"
+        f"    FROM (SELECT sumMap(Models) AS t FROM {n.sessions})\n"
+        "    ARRAY JOIN arrayZip(t.1, t.2) AS m)\n"
         f"WHERE NOT {is_priced('model', d)}\n"
         "ORDER BY calls DESC, model"
     )

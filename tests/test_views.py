@@ -259,7 +259,7 @@ def test_replayed_insert_with_dedup_token_is_counted_once(store):
     assert vitals(client, db, user="")["llm_calls"] == 10
     assert client.command(f"SELECT count() FROM {db}.otel_traces WHERE SpanId = 'e1'") == 1
     # every rollup drops the replayed block (one row each: nothing to merge yet)
-    for table in ("sessions", "session_models", "session_spans"):
+    for table in ("sessions", "session_spans"):
         assert client.command(
             f"SELECT count() FROM {db}.otel_traces_{table} WHERE SessionId = 'S_E'") == 1, table
 
