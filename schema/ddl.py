@@ -289,7 +289,6 @@ def session_tables(o: SchemaOptions) -> list[str]:
     # otel_traces is ordered for trace search (service, span name, time): a session's
     # spans sit in many granules of wide attribute maps. This narrow copy, ordered by
     # session, makes session_detail read one small range.
-    reasons = attribute(conv.FINISH_REASONS)
     spans = (
         f"CREATE TABLE IF NOT EXISTS {n.session_spans}{o.on_cluster} (\n"
         "    Project LowCardinality(String),\n"
@@ -315,7 +314,8 @@ def session_tables(o: SchemaOptions) -> list[str]:
         "    TimeToFirstChunkMs Nullable(Float64),\n"
         "    StatusCode LowCardinality(String),\n"
         "    StatusMessage String CODEC(ZSTD(1)),\n"
-        "    FinishReasons Array(LowCardinality(String)),\n"
+        # as the attribute holds it: parsed by session_detail, for its few rows only
+        "    FinishReasons String CODEC(ZSTD(1)),\n"
         "    InputMessages String CODEC(ZSTD(1)),\n"
         "    OutputMessages String CODEC(ZSTD(1))\n"
         f") ENGINE = {o.table_engine.render()}\n"
@@ -333,9 +333,7 @@ def session_tables(o: SchemaOptions) -> list[str]:
         "    OutputTokens, CacheReadTokens, ReportedCostUsd, Duration, StatusCode, StatusMessage,\n"
         # the attribute is in seconds, as the GenAI time-to-first-token metric
         f"    toFloat64OrNull({attribute(conv.TIME_TO_FIRST_CHUNK)}) * 1000 AS TimeToFirstChunkMs,\n"
-        # an array attribute arrives JSON-encoded from the clickhouseexporter
-        f"    if(startsWith({reasons}, '['), JSONExtract({reasons}, 'Array(String)'), "
-        f"if({reasons} = '', [], [{reasons}])) AS FinishReasons,\n"
+        f"    {attribute(conv.FINISH_REASONS)} AS FinishReasons,\n"
         f"    {attribute(conv.INPUT_MESSAGES)} AS InputMessages,\n"
         f"    {attribute(conv.OUTPUT_MESSAGES)} AS OutputMessages\n"
         f"FROM {n.traces}"
@@ -530,7 +528,9 @@ def session_views(o: SchemaOptions) -> list[str]:
         "    TimeToFirstChunkMs AS time_to_first_chunk_ms,\n"
         "    StatusCode AS status,\n"
         "    StatusMessage AS status_message,\n"
-        "    FinishReasons AS finish_reasons,\n"
+        # an array attribute arrives JSON-encoded from the clickhouseexporter
+        "    if(startsWith(FinishReasons, '['), JSONExtract(FinishReasons, 'Array(String)'),\n"
+        "       if(FinishReasons = '', [], [FinishReasons])) AS finish_reasons,\n"
         "    InputMessages AS input_messages,\n"
         "    OutputMessages AS output_messages,\n"
         "    Project AS project\n"

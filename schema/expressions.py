@@ -27,12 +27,26 @@ def ident(name: str) -> str:
 
 
 def attribute(key: str, maps: tuple[str, ...] = (SPAN, RESOURCE)) -> str:
-    """The first non-empty value of ``key`` or one of its aliases, span attributes first."""
+    """The value of ``key`` or the first alias the span carries, span attributes first.
+
+    A map carrying none of the names (or only an empty value) defers to the next map.
+    """
     names = (key, *conv.ALIASES.get(key, ()))
-    lookups = [f"{m}[{literal(n)}]" for m in maps for n in names]
-    if len(lookups) == 1:
-        return lookups[0]
-    return "multiIf(" + ", ".join(f"{v} != '', {v}" for v in lookups) + ", '')"
+    lookups = [f"{m}[{_first_key(m, names)}]" for m in maps]
+    value = lookups[-1]
+    for lookup in reversed(lookups[:-1]):
+        value = f"if({lookup} != '', {lookup}, {value})"
+    return value
+
+
+def _first_key(map_: str, names: tuple[str, ...]) -> str:
+    # Each map lookup scans the row's keys (~0.15 µs a span), while mapContains of a key
+    # absent from the part's LowCardinality dictionary is nearly free: pick the key first,
+    # then look up once per map, instead of once per alias.
+    if len(names) == 1:
+        return literal(names[0])
+    picks = ", ".join(f"mapContains({map_}, {literal(n)}), {literal(n)}" for n in names)
+    return f"multiIf({picks}, {literal(names[0])})"
 
 
 def in_set(expr: str, values: frozenset[str]) -> str:
