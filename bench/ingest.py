@@ -150,6 +150,26 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_by_thread(pid: int) -> dict[str, float]:
+    """CPU seconds the collector's threads used so far, summed by OS thread name.
+
+    Python's threads are all ``python`` (chDB's work for the inserter's own INSERT counts
+    there too); chDB's engine threads carry their pool names (``MergeMutate``, ...).
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except FileNotFoundError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")].rstrip("_0123456789")
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def stop_collector(process: subprocess.Popen) -> float:
     """SIGTERM (the collector drains its spool into ClickHouse); returns when it exited."""
     process.send_signal(signal.SIGTERM)
@@ -266,6 +286,8 @@ def main() -> None:
     parser.add_argument("--timeout", default="100ms", help="batch timeout")
     parser.add_argument("--insert-max-spans", type=int, default=16384,
                         help="the exporter's insert_max_spans, as in otel-config.yaml (0: its default)")
+    parser.add_argument("--insert-interval", default="",
+                        help="the exporter's insert_interval (empty: its default)")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory")
     args = parser.parse_args()
 
@@ -276,8 +298,8 @@ def main() -> None:
     with open(config_path, "w") as f:
         f.write(CONFIG.format(port=port, store=store, spool=spool, batch_size=args.batch_size,
                               timeout=args.timeout, exporter_extra=(
-                                  f"\n    insert_max_spans: {args.insert_max_spans}"
-                                  if args.insert_max_spans else "")))
+                                  (f"\n    insert_max_spans: {args.insert_max_spans}" if args.insert_max_spans else "")
+                                  + (f"\n    insert_interval: {args.insert_interval}" if args.insert_interval else ""))))
     now = time.time_ns()
     body = template(args.per_request, now)
     print(f"collector: {config_path}; {os.cpu_count()} cores; request {len(body)} bytes "
@@ -287,6 +309,7 @@ def main() -> None:
     start, acked = throughput(port, body, args.per_request, args.spans, args.clients)
     sent = args.spans // args.per_request * args.per_request
     rss = peak_rss_mib(process.pid)
+    cpu = cpu_by_thread(process.pid)  # the spool may still be draining: CPU up to the last ack
     stored_at = stop_collector(process)
     traces, sessions, calls = count_rows(store)
     print(f"throughput: {sent} spans by {args.clients} clients: acknowledged in {acked - start:.2f} s "
@@ -294,6 +317,9 @@ def main() -> None:
           f"{stored_at - start:.2f} s = {sent / (stored_at - start):,.0f} spans/s sustained")
     print(f"  rows: otel_traces {traces}, session_list {sessions} sessions with "
           f"{calls} llm_calls (expected {sent}); collector peak RSS {rss:.0f} MiB")
+    top = sorted(cpu.items(), key=lambda item: -item[1])[:6]
+    print(f"  collector CPU until the last ack: {sum(cpu.values()) / sent * 1e6:.1f} µs/span; by thread: "
+          + ", ".join(f"{name} {seconds / sent * 1e6:.1f}" for name, seconds in top))
 
     sustained = sent / (stored_at - start)
     # At the target rate the collector may be saturated; half its sustained rate shows the
