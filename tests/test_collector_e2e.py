@@ -19,35 +19,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from sessionlens import conventions
-from sessionlens.collector.config import parse
 from sessionlens.collector.otlp_grpc import export_stub
-from sessionlens.collector.pipeline import Pipeline
 from sessionlens.collector.storage import connect
+from collector_setup import CONFIG, grpc_port, start_pipeline
 
-CONFIG = """
-receivers:
-  otlp:
-    protocols:
-      grpc: {{endpoint: "127.0.0.1:{port}"}}
-processors:
-  batch: {{timeout: 20ms}}
-  normalize:
-  autosession:
-  cost:
-exporters:
-  clickhouse:
-    endpoint: "{url}"
-    database: {database}
-    timeout: 60s
-    insert_interval: 20ms
-    spool: {{directory: "{spool}"}}
-service:
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch, normalize, autosession, cost]
-      exporters: [clickhouse]
-"""
 
 
 def _wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
@@ -61,11 +36,9 @@ def _wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
 
 
 def test_sdk_spans_reach_otel_traces_and_session_list(chdb_url, database, tmp_path):
-    text = CONFIG.format(port=0, url=chdb_url, database=database, spool=tmp_path / "spool")
-    pipeline = Pipeline(parse(text))
-    pipeline.start()
+    pipeline = start_pipeline(chdb_url, database, tmp_path / "spool")
     try:
-        port = pipeline.receivers[0]._servers[0].port
+        port = grpc_port(pipeline)
         provider = TracerProvider(resource=Resource.create({"service.name": "e2e-app"}))
         provider.add_span_processor(
             SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"127.0.0.1:{port}", insecure=True))

@@ -9,6 +9,7 @@ import time
 import anthropic
 import openai
 import pytest
+from collector_setup import grpc_port, start_pipeline
 from instr_fake_llm import RESPONSE_MODEL_SUFFIX, USAGE_ANTHROPIC, USAGE_OPENAI
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -16,8 +17,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 import sessionlens
-from sessionlens.collector.config import parse
-from sessionlens.collector.pipeline import Pipeline
 from sessionlens.collector.storage import connect
 from sessionlens.instrumentation import SessionLensInstrumentor
 from sessionlens.instrumentation.finisher import FINISHER
@@ -25,36 +24,12 @@ from sessionlens.schema.prices import cost_usd, load_prices
 
 pytest_plugins = ("instr_fixtures",)
 
-CONFIG = """
-receivers:
-  otlp:
-    protocols:
-      grpc: {{endpoint: "127.0.0.1:0"}}
-processors:
-  batch: {{timeout: 20ms}}
-  normalize:
-  autosession:
-  cost:
-exporters:
-  clickhouse:
-    endpoint: "{url}"
-    database: {database}
-    insert_interval: 20ms
-    spool: {{directory: "{spool}"}}
-service:
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch, normalize, autosession, cost]
-      exporters: [clickhouse]
-"""
 MESSAGES = [{"role": "user", "content": "Where is my refund?"}]
 
 
 @pytest.fixture
 def collector(chdb_url, database, tmp_path):
-    pipeline = Pipeline(parse(CONFIG.format(url=chdb_url, database=database, spool=tmp_path / "spool")))
-    pipeline.start()
+    pipeline = start_pipeline(chdb_url, database, tmp_path / "spool")
     yield pipeline
     pipeline.shutdown()
 
@@ -65,7 +40,7 @@ def _rows(client, sql: str, **parameters) -> list[dict]:
 
 
 def test_instrumented_sdk_calls_become_sessions(server, collector, chdb_url, database):
-    port = collector.receivers[0]._servers[0].port
+    port = grpc_port(collector)
     provider = TracerProvider(resource=Resource.create({"service.name": "support-bot"}))
     provider.add_span_processor(
         SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"127.0.0.1:{port}", insecure=True))
