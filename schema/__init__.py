@@ -26,11 +26,13 @@ overlaps the range). From clickhouse-connect pass them as query parameters, e.g.
 
 Prices: ``model_prices`` is seeded from ``prices.json``; change a price with a plain
 ``INSERT INTO otel.model_prices (model, input_per_mtok, output_per_mtok,
-cached_input_per_mtok) VALUES (...)`` (the newest row per model wins). Costs are computed
-when the views are read, through the ``model_prices_dict`` dictionary, so a new price
-applies to all stored spans within a minute, or at once after
-``SYSTEM RELOAD DICTIONARY otel.model_prices_dict``. A span's own ``gen_ai.usage.cost``
-always wins over the table.
+cached_input_per_mtok) VALUES (...)`` (the newest row per model wins). A span's own
+``gen_ai.usage.cost`` always wins over the table. The sessionlens collector's ``cost``
+processor stamps that cost on every LLM span it receives, from this table as it stands
+then (re-read every minute), so a new price applies to spans that arrive after it. Spans
+that carry no cost (written by a stock OTel Collector, say) are priced when the views are
+read, through the ``model_prices_dict`` dictionary: a new price reaches them within a
+minute, or at once after ``SYSTEM RELOAD DICTIONARY otel.model_prices_dict``.
 
 Modules: :mod:`prices` (price file, model-name rule, cost formula — shared with the cost
 processor), :mod:`options` (deployment knobs), :mod:`expressions` (SQL generated from the
