@@ -58,12 +58,13 @@ const sibling = tracer.startSpan(`sibling-${marker}`, { attributes: session }, i
 sibling.end();
 root.end();
 
+const spans = recorded.getFinishedSpans();
 const exporter = EXPORTERS[transport](endpoint);
-const result = await new Promise((resolve) => exporter.export(recorded.getFinishedSpans(), resolve));
+const result = await new Promise((resolve) => exporter.export(spans, resolve));
 await exporter.shutdown();
 await provider.shutdown();
 if (result.code !== ExportResultCode.SUCCESS) {
   console.error(`${transport} export to ${endpoint} failed: ${result.error?.stack ?? result.error}`);
   process.exit(1);
 }
-console.log(`${transport}: exported ${recorded.getFinishedSpans().length} spans`);
+console.log(`${transport}: exported ${spans.length} spans`);
