@@ -94,12 +94,13 @@ def expand_env(text: str, environ: typing.Mapping[str, str] | None = None) -> st
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_HELP = "use e.g. 200ms, 30s, 30m, 1h or a number of seconds"
 
 
 def parse_duration(value: object) -> float:
     """Seconds from ``200ms``, ``30s``, ``30m``, ``1h30m`` (Go syntax) or a number of seconds."""
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration")
+        raise ValueError(f"{value!r} is not a duration ({_DURATION_HELP})")
     if isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str) and value.strip():
@@ -114,13 +115,11 @@ def parse_duration(value: object) -> float:
             try:
                 seconds = float(text)
             except ValueError:
-                raise ValueError(
-                    f"{value!r} is not a duration (use e.g. 200ms, 30s, 30m, 1h)"
-                ) from None
+                raise ValueError(f"{value!r} is not a duration ({_DURATION_HELP})") from None
     else:
-        raise ValueError(f"{value!r} is not a duration (use e.g. 200ms, 30s, 30m, 1h)")
+        raise ValueError(f"{value!r} is not a duration ({_DURATION_HELP})")
     if seconds < 0:
-        raise ValueError(f"{value!r} is negative")
+        raise ValueError(f"{value!r} is negative: a duration must be 0 or more")
     return seconds
 
 
