@@ -346,19 +346,15 @@ def _repair_utf8(message) -> None:
     strict = _strict_descriptor(message.DESCRIPTOR)
     for field, value in message.ListFields():
         if field.message_type is not None:
-            for item in value if _is_repeated(field) else (value,):
+            for item in value if field.is_repeated else (value,):
                 _repair_utf8(item)
         elif strict.fields_by_name[field.name].type == field.TYPE_STRING:
-            if _is_repeated(field):
+            if field.is_repeated:
                 fixed = [v.decode("utf-8", "replace").encode() for v in value]
                 del value[:]
                 value.extend(fixed)
             else:
                 setattr(message, field.name, value.decode("utf-8", "replace").encode())
-
-
-def _is_repeated(field) -> bool:
-    return field.is_repeated
 
 
 def _strict_descriptor(lenient_descriptor):
