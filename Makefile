@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= otel-config.yaml
 NODE_DIR := tests/node
 
-.PHONY: install run test demo bench clean
+.PHONY: install run test demo clean
 
 # Re-install whenever pyproject.toml changes; the stamp keeps `make test` fast otherwise.
 $(VENV)/.installed: pyproject.toml
