@@ -1,4 +1,5 @@
-"""Model prices: the shipped price file, the model-name lookup rule and the cost formula.
+"""Model prices: the shipped price file, the ``model_prices`` table reader, the model-name
+lookup rule and the cost formula.
 
 The same rule and formula run inside ClickHouse (``sessionlens.schema.ddl`` renders them
 from the constants below), so a cost stored by the collector's cost processor and a cost
