@@ -42,11 +42,17 @@ class Config:
 
     def __post_init__(self) -> None:
         if self.send_batch_size < 1:
-            raise ValueError("send_batch_size must be at least 1")
+            raise ValueError(f"send_batch_size must be at least 1, got {self.send_batch_size}")
         if self.send_batch_max_size and self.send_batch_max_size < self.send_batch_size:
-            raise ValueError("send_batch_max_size must be 0 or at least send_batch_size")
+            raise ValueError(
+                f"send_batch_max_size must be 0 (no bound) or at least send_batch_size "
+                f"({self.send_batch_size}), got {self.send_batch_max_size}"
+            )
         if self.max_queued_spans < self.send_batch_size:
-            raise ValueError("max_queued_spans must be at least send_batch_size")
+            raise ValueError(
+                f"max_queued_spans must be at least send_batch_size ({self.send_batch_size}), "
+                f"got {self.max_queued_spans}"
+            )
 
 
 class _Request:
