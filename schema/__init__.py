@@ -10,7 +10,7 @@ Public query interface (stable names and columns, SPEC §4), in database ``otel`
     SELECT * FROM otel.session_detail(session_id='abc')
     SELECT * FROM otel.unpriced_models
 
-``session_list_page`` is how a list is shown (sessions API, CLI, Grafana): the ``limit``
+``session_list_page`` is how a list is shown (dashboards, applications): the ``limit``
 sessions with the latest activity, newest first, with the columns of ``session_list``;
 ``status`` is ``active``/``completed``, and ``before`` (a date-time) is the cursor: pass the
 ``last_seen`` of the page's last row to get the next page. It reads the bulky per-session
