@@ -64,6 +64,7 @@ _NS = 1_000_000_000
 @dataclass
 class Config:
     inactivity_timeout: Duration = Duration(1800.0)
+    """A span starting more than this after a key's latest activity opens a new session."""
     max_keys: int = 100_000
     """Session keys remembered (least recently active forgotten first)."""
     max_windows_per_key: int = 16
@@ -73,6 +74,7 @@ class Config:
     rebuild_margin: Duration = Duration(3600.0)
     """``start`` reloads sessions active within ``inactivity_timeout`` plus this."""
     traces_table_name: str = "otel_traces"
+    """The spans table ``start`` reads trace assignments from (the exporter's)."""
     key_secret: str = ""
     """Key for hashing session keys (ids stay deterministic for one secret); keep it
     stable, or sessions split at the change. Empty: plain hash."""
