@@ -22,12 +22,12 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package-lock.json
 		echo "npm not found: skipping $(NODE_DIR) (install Node.js and npm to run the Node exporter test)"; \
 	fi
 
-install: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed
+install: $(VENV)/.installed
 
 run: install
 	$(VENV)/bin/sessionlens collector --config $(CONFIG)
 
-test: install
+test: install $(NODE_DIR)/node_modules/.installed
 	$(PY) -m pytest
 
 demo: install
