@@ -21,7 +21,6 @@ Runs after ``normalize``, which maps other instrumentations' token and cost name
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 
@@ -63,7 +62,7 @@ def format_cost(usd: float) -> str:
 
 
 class CostProcessor:
-    """Adds ``gen_ai.usage.cost`` to priced LLM spans; safe to call from several threads."""
+    """Adds ``gen_ai.usage.cost`` to priced LLM spans; the pipeline calls it one batch at a time."""
 
     def __init__(self, config: Config) -> None:
         try:
@@ -74,10 +73,9 @@ class CostProcessor:
                 "fix the file or leave prices_file empty for the shipped prices"
             ) from exc
         # model name as spans report it -> USD per (uncached input, output, cached input)
-        # token, or None when not priced. Dict reads and writes are atomic under the GIL;
-        # a race only computes an entry twice.
+        # token, or None when not priced. No lock: the pipeline hands a processor one
+        # batch at a time.
         self._rates: dict[str, tuple[float, float, float] | None] = {}
-        self._lock = threading.Lock()
         self._refresh_interval = config.refresh_interval
         self._next_refresh = float("inf")  # no price table until start() finds one
         self._client = None
@@ -101,8 +99,7 @@ class CostProcessor:
             return
         if prices != self._prices:
             self._prices = prices
-            with self._lock:
-                self._rates = {}
+            self._rates = {}
 
     def shutdown(self) -> None:
         if self._client is not None:
@@ -120,10 +117,9 @@ class CostProcessor:
                 cost_usd(prices, key, 0, 1),
                 cost_usd(prices, key, 1, 0, 1),
             )
-        with self._lock:
-            if len(self._rates) >= _MODEL_CACHE_SIZE:
-                self._rates.clear()
-            self._rates[model] = rates
+        if len(self._rates) >= _MODEL_CACHE_SIZE:
+            self._rates.clear()
+        self._rates[model] = rates
         return rates
 
     def process(self, spans: list[Span]) -> list[Span]:
