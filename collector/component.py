@@ -59,3 +59,7 @@ class ExportUnavailable(Exception):
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ListenError(Exception):
+    """A server cannot listen on its endpoint (address in use, bad address)."""

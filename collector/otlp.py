@@ -21,6 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from sessionlens.collector.component import ListenError  # noqa: F401  (the transports raise it as otlp.ListenError)
 from sessionlens.collector.pdata import Event, Link, Span
 
 _ZERO_TRACE = bytes(16)
@@ -360,7 +361,3 @@ def _repair_utf8(message) -> None:
 def _strict_descriptor(lenient_descriptor):
     name = lenient_descriptor.full_name[len(_LENIENT_PREFIX) :]
     return descriptor_pool.Default().FindMessageTypeByName(name)
-
-
-class ListenError(Exception):
-    """A transport cannot listen on its endpoint (address in use, bad address)."""
