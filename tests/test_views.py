@@ -41,7 +41,7 @@ def chat(model, inp, out, **extra):
 
 A0 = NOW - timedelta(seconds=60)
 B_END = NOW - timedelta(minutes=31)  # just past the 30 min inactivity timeout
-D_END = NOW - timedelta(minutes=29)  # just within it
+D_END = NOW - timedelta(minutes=25)  # within it, with slack: NOW is taken at import, tests run later
 SA = {"session.id": "S_A", "user.id": "alice", "sessionlens.session.name": "Ticket 42"}
 PLANNER = {**SA, "gen_ai.agent.id": "planner", "sessionlens.run.id": "r1"}
 RESEARCHER = {**SA, "gen_ai.agent.id": "researcher", "sessionlens.run.id": "r2"}
@@ -84,7 +84,7 @@ SPANS = [
          {"langfuse.session.id": "S_B", "enduser.id": "bob", **chat("gemini-2.5-flash", 10000, 1000)},
          3000, service="batch",
          resource={"sessionlens.project": "acme", "deployment.environment": "staging"}),
-    # S_D: one call whose end is 29 minutes ago
+    # S_D: one call whose end is 25 minutes ago
     span(D_END - timedelta(seconds=1), "tD", "d1", "chat gpt-4o-mini",
          {"session.id": "S_D", "user.id": "carol", **chat("gpt-4o-mini", 100, 10)}, 1000),
     # no session id at all (a stock writer with no sessionlens collector): a session per trace
