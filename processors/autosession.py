@@ -1,25 +1,40 @@
 """The ``autosession`` processor: every span gets a ``session.id`` (SPEC §3).
 
+All state is per project (the ``sessionlens.project`` resource attribute): spans of two
+projects never share a session, not even when they share a trace id.
+
 1. A span with ``session.id`` keeps it: source ``explicit`` (a valid
    ``sessionlens.session.source`` it already carries, e.g. from an upstream sessionlens
    collector, is kept).
-2. A span without one inherits its trace's session when a span of that trace was already
-   assigned: in an earlier batch (a bounded LRU of trace id → session), else an explicit
-   span of the same batch (the earliest-starting one).
+2. A span without one inherits its trace's session when a span of that trace (in the same
+   project) was already assigned: in an earlier batch (a bounded LRU of (project, trace id)
+   → session), else an explicit span of the same batch (the earliest-starting one). One
+   exception, so a request is not kept with a stranger because its first spans were
+   exported before the app knew who sent it: spans of a request-serving process (rule 3)
+   whose key outranks the one the trace was assigned by (a ``user.id`` the app recorded
+   mid-request, after spans keyed by fingerprint had gone out) move the trace, from them
+   on, to that key's session; spans already assigned keep theirs.
 3. Otherwise the trace's spans of this batch form one unit with a **session key** (within
-   its project, the ``sessionlens.project`` resource attribute), the first that exists: ``user.id`` (span, then resource) → ``auto:user``; ``client.address``
-   (+ ``user_agent.original`` when present; span, then resource) → ``auto:fingerprint``;
-   ``service.name`` + ``service.instance.id``, else ``host.name`` + ``process.pid``
-   (resource) → ``auto:instance``; else the trace id → ``auto:trace``. When the spans of
-   the unit disagree, the highest-ranked key wins (ties: the smallest value), so the
-   choice does not depend on span order.
+   its project), the first that exists: ``user.id`` (span, then resource) → ``auto:user``;
+   ``client.address`` (+ ``user_agent.original`` when present; span, then resource) →
+   ``auto:fingerprint``; ``service.name`` + ``service.instance.id``, else ``host.name`` +
+   ``process.pid`` (resource) → ``auto:instance``; else the trace id → ``auto:trace``.
+   **Never merge strangers**: a span of a process that serves requests (marked
+   ``sessionlens.process.serves_requests`` by the sessionlens instrumentation, or itself a
+   SERVER span) is never keyed by instance — whoever sent its request is unknown, so it
+   is keyed by its trace; ``auto:instance`` is for batch jobs, CLIs and workers only.
+   When the spans of the unit disagree, the highest-ranked key wins (ties: the smallest
+   value), so the choice does not depend on span order.
 4. Per key, a sorted list of activity windows ``[start, end]``. A unit joins a window it
    touches with a gap of at most ``inactivity_timeout`` (``start <= end_w + timeout`` and
-   ``start_w <= end + timeout``); else it opens a new window. Several touched windows
-   (a late unit bridging two sessions): the latest window starting at or before the unit,
-   else the earliest after it. Windows are never merged, since spans already stored keep
-   their ids; a bridging unit joins the earlier session and extends it. Units of a batch
-   are placed in start order, so disorder within a batch does not matter.
+   ``start_w <= end + timeout``) and that opened at most ``max_duration`` before the
+   unit's start (steady traffic still yields sessions of bounded length); else it opens a
+   new window. Several such windows (a late unit bridging two sessions): the latest
+   window starting at or before the unit, else the earliest after it. Windows are never
+   merged, since spans already stored keep their ids; a bridging unit joins the earlier
+   session and extends it. Units of a batch are placed in start order, so disorder
+   within a batch does not matter. A trace's later spans extend its session's window
+   (rule 2) without a bound: a trace is never cut.
 5. The session id is 32 hex digits: a 64-bit hash of the key, then a 64-bit hash of (key
    hash, start of the window when opened). The same stream replayed gives the same ids; no
    raw user, address or user agent appears in them (set ``key_secret`` to make the key
@@ -28,7 +43,7 @@
 6. Memory is bounded (``max_keys`` keys LRU, ``max_windows_per_key``, ``max_traces``).
    ``start`` rebuilds the windows from the ``session_list`` view (a session id names its
    key) for sessions active within ``inactivity_timeout + rebuild_margin`` of now, and
-   trace assignments from ``otel_traces`` (TraceId, SessionId, SessionSource columns)
+   trace assignments from ``otel_traces`` (project, TraceId, SessionId, SessionSource)
    for the last ``inactivity_timeout``: a conversation spanning a restart keeps its
    session. Spans still in the exporter's spool at start are not seen by the rebuild.
 
@@ -58,13 +73,18 @@ TYPE = "autosession"
 log = logging.getLogger(__name__)
 
 _SOURCES = frozenset(c.SESSION_SOURCES)
+_RANK = {source: rank for rank, source in enumerate(c.SESSION_SOURCES)}
 _NS = 1_000_000_000
+_SERVER = 2  # OTLP SpanKind SERVER
 
 
 @dataclass
 class Config:
     inactivity_timeout: Duration = Duration(1800.0)
     """A span starting more than this after a key's latest activity opens a new session."""
+    max_duration: Duration = Duration(86400.0)
+    """A span starting more than this after its key's session opened opens a new session,
+    however steady the activity (a running trace still keeps its session)."""
     max_keys: int = 100_000
     """Session keys remembered (least recently active forgotten first)."""
     max_windows_per_key: int = 16
@@ -85,6 +105,8 @@ class Config:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.inactivity_timeout <= 0:
             raise ValueError(f"inactivity_timeout must be positive, got {self.inactivity_timeout}s")
+        if self.max_duration <= 0:
+            raise ValueError(f"max_duration must be positive, got {self.max_duration}s")
         if self.rebuild_margin < 0:
             raise ValueError(f"rebuild_margin cannot be negative, got {self.rebuild_margin}s")
 
@@ -106,6 +128,11 @@ def key_of(session: str) -> str:
     return session[:16]
 
 
+def serves_requests(span: Span) -> bool:
+    """Whether the span comes from a process that serves requests (never an instance key)."""
+    return span.kind == _SERVER or span.attributes.get(c.SERVES_REQUESTS) == "true"
+
+
 def span_key(span: Span) -> tuple[int, str]:
     """(rank of the source in ``SESSION_SOURCES``, raw key) of a span without a session."""
     a, r = span.attributes, span.resource
@@ -116,6 +143,8 @@ def span_key(span: Span) -> tuple[int, str]:
     address = a.get(c.CLIENT_ADDRESS) or r.get(c.CLIENT_ADDRESS)
     if address:
         return 2, project + address + "\x1f" + (a.get(c.USER_AGENT) or r.get(c.USER_AGENT) or "")
+    if serves_requests(span):  # a stranger's request: not the instance's session
+        return 4, project + span.trace_id.hex()
     service, instance = r.get(c.SERVICE_NAME), r.get(c.SERVICE_INSTANCE_ID)
     if service and instance:
         return 3, project + "service\x1f" + service + "\x1f" + instance
@@ -126,17 +155,18 @@ def span_key(span: Span) -> tuple[int, str]:
 
 
 class _Unit:
-    """The spans of one trace in one batch."""
+    """The spans of one trace of one project in one batch."""
 
-    __slots__ = ("trace_id", "start", "end", "pending", "explicit", "key", "assigned")
+    __slots__ = ("trace", "start", "end", "pending", "explicit", "key", "serving", "assigned")
 
-    def __init__(self, span: Span) -> None:
-        self.trace_id = span.trace_id
+    def __init__(self, trace: tuple[str, bytes], span: Span) -> None:
+        self.trace = trace  # (project, trace id)
         self.start = span.start_time_unix_nano
         self.end = span.end_time_unix_nano
         self.pending: list[Span] = []  # spans without a session.id
         self.explicit: tuple[int, str] | None = None  # (start, id) of the earliest explicit
         self.key: tuple[str, str] | None = None  # (source, key hash) when it needs one
+        self.serving = False  # a pending span is from a request-serving process
         self.assigned: tuple[str, str] = ("", "")  # session id, source
 
 
@@ -146,21 +176,23 @@ class AutoSessionProcessor:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._timeout = int(config.inactivity_timeout * _NS)
+        self._max_duration = int(config.max_duration * _NS)
         self._secret = config.key_secret.encode()
         self._lock = threading.Lock()
         # key hash -> windows [start, end, session id], sorted by start
         self._windows: OrderedDict[str, list[list]] = OrderedDict()
-        # trace id -> (session id, source)
-        self._traces: OrderedDict[bytes, tuple[str, str]] = OrderedDict()
+        # (project, trace id) -> (session id, source)
+        self._traces: OrderedDict[tuple[str, bytes], tuple[str, str]] = OrderedDict()
 
     # --- pipeline ---------------------------------------------------------------------
 
     def process(self, spans: list[Span]) -> list[Span]:
-        units: dict[bytes, _Unit] = {}
+        units: dict[tuple[str, bytes], _Unit] = {}
         for span in spans:
-            unit = units.get(span.trace_id)
+            trace = (span.resource.get(c.PROJECT, ""), span.trace_id)
+            unit = units.get(trace)
             if unit is None:
-                unit = units[span.trace_id] = _Unit(span)
+                unit = units[trace] = _Unit(trace, span)
             else:
                 unit.start = min(unit.start, span.start_time_unix_nano)
                 unit.end = max(unit.end, span.end_time_unix_nano)
@@ -175,12 +207,13 @@ class AutoSessionProcessor:
             else:
                 unit.pending.append(span)
 
-        ordered = sorted(units.values(), key=lambda u: (u.start, u.trace_id))
+        ordered = sorted(units.values(), key=lambda u: (u.start, u.trace))
         for unit in ordered:  # hashing outside the lock
             if unit.pending and unit.explicit is None:
                 rank, raw = min(map(span_key, unit.pending))
                 source = c.SESSION_SOURCES[rank]
                 unit.key = (source, key_hash(source, raw, self._secret))
+                unit.serving = any(map(serves_requests, unit.pending))
         with self._lock:
             for unit in ordered:
                 unit.assigned = self._assign(unit)
@@ -219,21 +252,32 @@ class AutoSessionProcessor:
 
     def _assign(self, unit: _Unit) -> tuple[str, str]:
         traces = self._traces
-        prior = traces.get(unit.trace_id)
+        prior = traces.get(unit.trace)
         if prior is not None:
-            traces.move_to_end(unit.trace_id)
+            traces.move_to_end(unit.trace)
             sid, source = prior
-            if source != c.SOURCE_EXPLICIT:
-                self._extend(key_of(sid), sid, unit.start, unit.end)
-            return prior
+            if not self._outranks(unit, source):
+                if source != c.SOURCE_EXPLICIT:
+                    self._extend(key_of(sid), sid, unit.start, unit.end)
+                return prior
         if unit.explicit is not None:
             assigned = (unit.explicit[1], c.SOURCE_EXPLICIT)
         else:
             assert unit.key is not None  # a unit has explicit or pending spans
             source, key_id = unit.key
             assigned = (self._place(key_id, unit.start, unit.end), source)
-        traces[unit.trace_id] = assigned
+        traces[unit.trace] = assigned
         return assigned
+
+    @staticmethod
+    def _outranks(unit: _Unit, source: str) -> bool:
+        """Whether a request-serving unit's key beats the auto ``source`` of its trace (rule 2)."""
+        return (
+            unit.serving
+            and unit.key is not None
+            and source != c.SOURCE_EXPLICIT
+            and _RANK[unit.key[0]] < _RANK.get(source, 0)
+        )
 
     def _key_windows(self, key_id: str) -> list[list]:
         windows = self._windows.get(key_id)
@@ -247,10 +291,10 @@ class AutoSessionProcessor:
 
     def _place(self, key_id: str, start: int, end: int) -> str:
         windows = self._key_windows(key_id)
-        timeout = self._timeout
+        timeout, longest = self._timeout, self._max_duration
         before = after = None
         for w in windows:  # few per key: a scan beats an index
-            if start <= w[1] + timeout and w[0] <= end + timeout:
+            if start <= w[1] + timeout and w[0] <= end + timeout and start - w[0] <= longest:
                 if w[0] <= start:
                     before = w  # sorted by start: the last one wins
                 elif after is None:
@@ -284,6 +328,7 @@ class AutoSessionProcessor:
             "db": database,
             "table": self.config.traces_table_name,
             "view": SESSION_LIST,
+            "project": c.PROJECT,
             "auto": [src for src in c.SESSION_SOURCES if src != c.SOURCE_EXPLICIT],
             "lookback": float(self.config.inactivity_timeout + self.config.rebuild_margin),
             "trace_lookback": float(self.config.inactivity_timeout),
@@ -299,10 +344,11 @@ class AutoSessionProcessor:
             parameters={**params, "limit": self.config.max_keys * self.config.max_windows_per_key},
         ).result_rows
         traces = client.query(
-            "SELECT TraceId, argMin((SessionId, SessionSource), Timestamp), max(Timestamp) AS last"
+            "SELECT ResourceAttributes[{project:String}] AS p, TraceId,"
+            " argMin((SessionId, SessionSource), Timestamp), max(Timestamp) AS last"
             " FROM {db:Identifier}.{table:Identifier}"
             " WHERE Timestamp >= now64(9) - toIntervalSecond({trace_lookback:Float64})"
-            " GROUP BY TraceId ORDER BY last DESC LIMIT {limit:UInt64}",
+            " GROUP BY p, TraceId ORDER BY last DESC LIMIT {limit:UInt64}",
             parameters={**params, "limit": self.config.max_traces},
         ).result_rows
         with self._lock:
@@ -310,12 +356,12 @@ class AutoSessionProcessor:
                 insort(self._key_windows(key_of(sid)), [start, end, sid])
             for window_list in self._windows.values():
                 del window_list[: -self.config.max_windows_per_key]
-            for trace_hex, (sid, source), _ in reversed(traces):
+            for project, trace_hex, (sid, source), _ in reversed(traces):
                 try:
                     trace_id = bytes.fromhex(trace_hex)
                 except ValueError:  # another writer's malformed row: not ours to restore
                     continue
-                self._traces[trace_id] = (sid, source if source in _SOURCES else c.SOURCE_EXPLICIT)
+                self._traces[(project, trace_id)] = (sid, source if source in _SOURCES else c.SOURCE_EXPLICIT)
         log.info("autosession: rebuilt %d sessions and %d traces", len(windows), len(traces))
 
 

@@ -13,6 +13,10 @@ For every span (and each distinct resource of a batch):
   The alias attribute itself is kept: normalizing is lossless, so queries and
   dashboards written against another instrumentation's names keep working and nothing a
   user sent is lost; the cost is a few duplicated values per span.
+- HTTP names of the semantic conventions before v1.20 (``conventions.HTTP_SERVER_ALIASES``:
+  ``http.client_ip``, ``net.peer.ip``, ``http.user_agent``) become ``client.address`` and
+  ``user_agent.original`` on SERVER spans, where they name the visitor; on other spans
+  ``net.peer.ip`` is the address of the server called, so they are left alone there.
 - Limits: at most ``max_attributes`` attributes as received (the first ones in arrival
   order, like the OpenTelemetry SDK; the rest dropped and counted in
   ``sessionlens.dropped_attributes_count``). Canonical copies and the markers of the
@@ -44,6 +48,7 @@ from sessionlens.processors.cost import format_cost
 TYPE = "normalize"
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_SERVER = 2  # OTLP SpanKind SERVER
 
 
 @dataclass
@@ -107,6 +112,17 @@ def _apply_langfuse_details(attrs: dict[str, str]) -> None:
         attrs.setdefault(c.COST, format_cost(cost))
 
 
+def _apply_server_aliases(attrs: dict[str, str]) -> None:
+    """A SERVER span's old HTTP names → ``client.address``/``user_agent.original`` (canonical wins)."""
+    for canonical, aliases in c.HTTP_SERVER_ALIASES.items():
+        if canonical not in attrs:
+            for alias in aliases:
+                value = attrs.get(alias)
+                if value:
+                    attrs[canonical] = value
+                    break
+
+
 def _rename_value(value: str, renames: dict[str, str]) -> str:
     lowered = value.lower()
     renamed = renames.get(lowered)
@@ -138,6 +154,8 @@ class NormalizeProcessor:
         resources: dict[int, dict[str, str]] = {}  # id(original) -> normalized, this batch
         for span in spans:
             span.attributes = self._normalize(span.attributes)
+            if span.kind == _SERVER:
+                _apply_server_aliases(span.attributes)
             resource = span.resource
             normalized = resources.get(id(resource))
             if normalized is None:

@@ -63,8 +63,28 @@ HOST_NAME: Final = "host.name"
 PROCESS_PID: Final = "process.pid"
 CLIENT_ADDRESS: Final = "client.address"
 USER_AGENT: Final = "user_agent.original"
+SERVES_REQUESTS: Final = "sessionlens.process.serves_requests"
+"""``true`` on the spans of a process that has started a local root SERVER span: it serves
+requests for many people, so the collector never keys its spans by instance (SPEC §3.7)."""
 SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
+
+HTTP_SERVER_ALIASES: Final[dict[str, tuple[str, ...]]] = {
+    CLIENT_ADDRESS: ("http.client_ip", "net.peer.ip"),
+    USER_AGENT: ("http.user_agent",),
+}
+"""Names of the HTTP semantic conventions before v1.20 (what HTTP server instrumentations
+emit unless ``OTEL_SEMCONV_STABILITY_OPT_IN=http``), read on SERVER spans only: on a
+client span ``net.peer.ip`` is the server's address, not a visitor's."""
+
+IDENTITY_KEYS: Final[dict[str, tuple[str, ...]]] = {
+    USER_ID: (USER_ID, "enduser.id"),
+    CLIENT_ADDRESS: (CLIENT_ADDRESS, *HTTP_SERVER_ALIASES[CLIENT_ADDRESS]),
+    USER_AGENT: (USER_AGENT, *HTTP_SERVER_ALIASES[USER_AGENT]),
+}
+"""Who a request is from, as a web framework's SERVER span records it: canonical key ->
+the names it is read from, first found wins. The instrumentation copies them from the
+local root SERVER span onto the spans of its request."""
 
 # --- values -----------------------------------------------------------------------------
 

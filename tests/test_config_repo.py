@@ -13,11 +13,13 @@ REPO_CONFIG = os.path.join(os.path.dirname(__file__), "..", "otel-config.yaml")
 
 def test_repo_config_loads_and_expands_env(monkeypatch):
     monkeypatch.setenv("SESSIONLENS_INACTIVITY_TIMEOUT", "45m")
+    monkeypatch.setenv("SESSIONLENS_MAX_SESSION_DURATION", "8h")
     monkeypatch.setenv("SESSIONLENS_OTLP_GRPC_ENDPOINT", "127.0.0.1:14317")
     config = load(REPO_CONFIG)
     assert [p.id for p in config.processors] == ["batch", "normalize", "autosession", "cost"]
     assert config.processors[0].config.timeout == pytest.approx(0.1)
     assert config.processors[2].config.inactivity_timeout == 2700
+    assert config.processors[2].config.max_duration == 8 * 3600
     assert config.receivers[0].config.protocols.grpc.endpoint == "127.0.0.1:14317"
     assert config.receivers[0].config.protocols.http.max_request_body_size == 64 * 1024 * 1024
     assert config.exporter.id == "clickhouse"

@@ -20,13 +20,13 @@ RESOURCE = {c.SERVICE_NAME: "app", c.SERVICE_INSTANCE_ID: "i-1"}
 
 
 def make_span(trace: int, start: int, end: int | None = None, attrs=None, resource=None,
-              span: int = 1) -> Span:
+              span: int = 1, kind: int = 3) -> Span:
     return Span(
         trace_id=trace.to_bytes(16, "big"),
         span_id=span.to_bytes(8, "big"),
         parent_span_id=b"",
         name="chat",
-        kind=3,
+        kind=kind,
         start_time_unix_nano=start,
         end_time_unix_nano=start + MIN // 60 if end is None else end,
         attributes=dict(attrs or {}),
@@ -88,6 +88,28 @@ def test_projects_never_share_an_auto_session():
     assert sid(a) != sid(b)
 
 
+def test_projects_sharing_a_trace_id_never_share_its_session():
+    """Tenant isolation: team-b's span never takes team-a's session through a trace id
+    they share (an id reused or forged), in one batch or across batches."""
+    a_res, b_res = {**RESOURCE, c.PROJECT: "team-a"}, {**RESOURCE, c.PROJECT: "team-b"}
+    p = processor()
+    a_explicit, b_same_batch = p.process([
+        make_span(1, 0, attrs={c.SESSION_ID: "team-a-secret"}, resource=a_res),
+        make_span(1, 0, resource=b_res, span=2),
+    ])
+    (b_later,) = p.process([make_span(1, MIN, resource=b_res, span=3)])
+    (a_later,) = p.process([make_span(1, MIN, resource=a_res, span=4)])
+    assert sid(a_explicit) == sid(a_later) == "team-a-secret"
+    assert sid(b_same_batch) == sid(b_later) != "team-a-secret"
+    assert b_later.attributes[c.SESSION_SOURCE] == c.SOURCE_AUTO_INSTANCE
+
+    q = processor()  # auto sessions too: team-a's user trace is not team-b's
+    (a_user,) = q.process([make_span(2, 0, attrs={c.USER_ID: "alice"}, resource=a_res)])
+    (b_anon,) = q.process([make_span(2, MIN, resource=b_res, span=2)])
+    assert sid(b_anon) != sid(a_user)
+    assert b_anon.attributes[c.SESSION_SOURCE] == c.SOURCE_AUTO_INSTANCE
+
+
 def test_key_secret_changes_ids_deterministically():
     def ids(**config):
         return sid(processor(**config).process([make_span(1, 0, attrs={c.USER_ID: "u"})])[0])
@@ -138,6 +160,63 @@ def test_a_long_trace_keeps_its_session_active():
     p.process([make_span(1, 50 * MIN, end=55 * MIN, span=2)])  # same trace, 50 minutes on
     (b,) = p.process([make_span(2, 70 * MIN, attrs={c.USER_ID: "u"})])  # 15 min after it
     assert sid(b) == sid(a)
+
+
+# --- rule 3 (never merge strangers) and rule 2's exception -----------------------------
+
+SERVING = {c.SERVES_REQUESTS: "true"}
+
+
+def test_spans_of_a_request_serving_process_never_share_an_instance_session():
+    p = processor()
+    visitors = p.process([make_span(n, n * MIN, attrs=SERVING) for n in (1, 2, 3)])
+    server = p.process([make_span(4, 4 * MIN, kind=2)])  # a SERVER span serves a request
+    worker = p.process([make_span(n, n * MIN) for n in (5, 6)])  # a batch job: no marker
+    ids = [sid(s) for s in visitors + server]
+    assert len(set(ids)) == 4, "strangers' requests were merged"
+    assert {s.attributes[c.SESSION_SOURCE] for s in visitors + server} == {c.SOURCE_AUTO_TRACE}
+    assert sid(worker[0]) == sid(worker[1])
+    assert worker[0].attributes[c.SESSION_SOURCE] == c.SOURCE_AUTO_INSTANCE
+    # a known visitor of a serving process is keyed as anywhere else
+    (fp,) = p.process([make_span(7, 0, attrs={**SERVING, c.CLIENT_ADDRESS: "203.0.113.5"})])
+    assert fp.attributes[c.SESSION_SOURCE] == c.SOURCE_AUTO_FINGERPRINT
+
+
+def test_a_user_identified_mid_request_moves_the_rest_of_the_trace_to_the_user():
+    """A request's first spans left before the app knew the user (fingerprint only); its
+    LLM span carries the user: from it on the trace is the user's, so two logged-in users
+    behind one address and browser never share a session."""
+    p = processor()
+    shared = {**SERVING, c.CLIENT_ADDRESS: "198.51.100.7", c.USER_AGENT: "Mozilla/5.0"}
+    sessions = {}
+    for n, user in ((1, "alice"), (2, "bob"), (3, "alice")):
+        (early,) = p.process([make_span(n, n * MIN, attrs=shared, span=1)])
+        llm, server = p.process([
+            make_span(n, n * MIN + 1, attrs={**shared, c.USER_ID: user}, span=2),
+            make_span(n, n * MIN, attrs=shared, span=3, kind=2),
+        ])
+        (late,) = p.process([make_span(n, n * MIN + 2, attrs=shared, span=4)])
+        assert early.attributes[c.SESSION_SOURCE] == c.SOURCE_AUTO_FINGERPRINT
+        assert sid(llm) == sid(server) == sid(late) != sid(early)
+        assert llm.attributes[c.SESSION_SOURCE] == c.SOURCE_AUTO_USER
+        sessions.setdefault(user, set()).add(sid(llm))
+    assert len(sessions["alice"]) == 1 and len(sessions["bob"]) == 1
+    assert sessions["alice"] != sessions["bob"]
+
+
+def test_only_a_stronger_key_of_a_serving_process_moves_a_trace():
+    p = processor()
+    (a,) = p.process([make_span(1, 0, attrs={**SERVING, c.USER_ID: "alice"})])
+    # same rank (another user), weaker (fingerprint), or not a serving process: inherit
+    out = p.process([make_span(1, 1, attrs={**SERVING, c.USER_ID: "bob"}, span=2),
+                     make_span(1, 2, attrs={**SERVING, c.CLIENT_ADDRESS: "192.0.2.1"}, span=3)])
+    assert {sid(s) for s in out} == {sid(a)}
+    (fp,) = p.process([make_span(2, 0, attrs={c.CLIENT_ADDRESS: "192.0.2.1"})])
+    (user,) = p.process([make_span(2, 1, attrs={c.USER_ID: "carol"}, span=2)])
+    assert sid(user) == sid(fp)
+    (explicit,) = p.process([make_span(3, 0, attrs={c.SESSION_ID: "mine"})])
+    (after,) = p.process([make_span(3, 1, attrs={**SERVING, c.USER_ID: "dave"}, span=2)])
+    assert sid(after) == "mine"
 
 
 # --- rule 4: inactivity boundary, late spans ------------------------------------------
@@ -197,6 +276,34 @@ def test_disorder_within_a_batch_gives_the_in_order_ids():
     assert [shuffled[i.to_bytes(16, "big")] for i in range(1, 6)] == in_order
 
 
+# --- rule 4: max_duration ----------------------------------------------------------------
+
+
+def steady(p, hours: int, every: int = 10, user: str = "u") -> list[str]:
+    """A call every ``every`` minutes for ``hours``: never inactive for the timeout."""
+    return [sid(p.process([make_span(n + 1, n * every * MIN, attrs={c.USER_ID: user})])[0])
+            for n in range(hours * 60 // every)]
+
+
+def test_steady_activity_is_cut_after_max_duration_deterministically():
+    ids = steady(processor(), 50)
+    sessions = list(dict.fromkeys(ids))
+    assert len(sessions) == 3  # 0-24h, 24h10m-48h10m, the rest
+    assert ids.index(sessions[1]) == 24 * 6 + 1  # the first call more than 24h in
+    assert steady(processor(), 50) == ids  # replayed: the same ids
+    assert sessions[1] == autosession.session_id(autosession.key_of(ids[0]), (24 * 60 + 10) * MIN)
+
+
+def test_max_duration_is_configurable_and_a_running_trace_is_never_cut():
+    p = processor(max_duration=3600.0)
+    assert len(set(steady(p, 3))) == 3
+    q = processor(max_duration=3600.0)
+    (a,) = q.process([make_span(1, 0, attrs={c.USER_ID: "u"})])
+    (b,) = q.process([make_span(1, 90 * MIN, span=2)])  # the same trace, 1.5 h on
+    (d,) = q.process([make_span(2, 95 * MIN, attrs={c.USER_ID: "u"})])  # a new call
+    assert sid(a) == sid(b) != sid(d)
+
+
 # --- rule 6: bounded state, threads, config -------------------------------------------
 
 
@@ -229,7 +336,7 @@ def test_concurrent_batches_of_one_user_share_the_session():
 
 @pytest.mark.parametrize(
     "config",
-    [{"inactivity_timeout": 0}, {"max_keys": 0}, {"max_windows_per_key": 0}, {"max_traces": -1},
+    [{"inactivity_timeout": 0}, {"max_duration": 0}, {"max_keys": 0}, {"max_windows_per_key": 0}, {"max_traces": -1},
      {"rebuild_margin": -1}],
 )
 def test_bad_config_is_rejected_naming_the_field(config):
@@ -257,7 +364,7 @@ def trace_spans(n: int, kind: str, who: int, start: int, length: int, width: int
     ]
 
 
-def reference(traces: list[list[Span]], timeout: int) -> dict[bytes, str]:
+def reference(traces: list[list[Span]], timeout: int, longest: int = 24 * 60 * MIN) -> dict[bytes, str]:
     """Sort-and-sweep per key over whole traces: the definition of rules 1-5."""
     result: dict[bytes, str] = {}
     by_key: dict[str, list[tuple[int, bytes, int]]] = {}
@@ -273,10 +380,11 @@ def reference(traces: list[list[Span]], timeout: int) -> dict[bytes, str]:
         end = max(s.end_time_unix_nano for s in spans)
         by_key.setdefault(key, []).append((start, tid, end))
     for key, units in by_key.items():
-        latest_end = None
+        latest_end = opened = None
         for start, tid, end in sorted(units):
-            if latest_end is None or start - latest_end > timeout:
+            if latest_end is None or start - latest_end > timeout or start - opened > longest:
                 session = autosession.session_id(key, start)
+                opened = start
             latest_end = end if latest_end is None else max(latest_end, end)
             result[tid] = session
     return result
@@ -300,8 +408,9 @@ def streams(draw):
     return traces, cuts
 
 
-def run_batches(traces: list[list[Span]], cuts: list[int], shuffle_seed: int | None) -> dict[bytes, set[str]]:
-    p = processor()
+def run_batches(traces: list[list[Span]], cuts: list[int], shuffle_seed: int | None,
+                **config) -> dict[bytes, set[str]]:
+    p = processor(**config)
     bounds = [0, *cuts, len(traces)]
     rng = random.Random(shuffle_seed)
     sessions: dict[bytes, set[str]] = {}
@@ -319,12 +428,12 @@ def by_start(traces):
 
 
 @settings(max_examples=150, deadline=None)
-@given(streams(), st.one_of(st.none(), st.integers(0, 1000)))
-def test_in_order_batches_equal_the_reference_even_shuffled_within_each_batch(stream, seed):
+@given(streams(), st.one_of(st.none(), st.integers(0, 1000)), st.sampled_from([24 * 60, 60, 100]))
+def test_in_order_batches_equal_the_reference_even_shuffled_within_each_batch(stream, seed, longest):
     traces, cuts = stream
     traces = by_start(traces)
-    expected = reference(traces, T)  # before processing: the processor adds session ids
-    got = run_batches(traces, cuts, seed)
+    expected = reference(traces, T, longest * MIN)  # before processing: it adds session ids
+    got = run_batches(traces, cuts, seed, max_duration=longest * 60.0)
     assert all(len(ids) == 1 for ids in got.values()), "a trace was split"
     assert {tid: ids.pop() for tid, ids in got.items()} == expected
 
@@ -428,23 +537,28 @@ def test_restart_keeps_sessions_and_trace_assignments(chdb_url, database):
         make_span(2, now - 5 * MIN, attrs={c.CLIENT_ADDRESS: "203.0.113.9"}),
         make_span(3, now - 4 * MIN, attrs={c.SESSION_ID: "explicit-1"}),
         make_span(4, now - 5 * 3600 * 1_000_000_000, attrs={c.USER_ID: "old"}),  # long gone
+        make_span(5, now - 4 * MIN, attrs={c.SESSION_ID: "team-a-secret"},
+                  resource={**RESOURCE, c.PROJECT: "team-a"}),
     ])
     store(chdb_url, database, stored)
     ids = {s.trace_id[-1]: sid(s) for s in stored}
 
     after = processor()
     after.start(StoreHost(chdb_url, database))
-    alice, same_trace, explicit_trace, old = after.process([
+    alice, same_trace, explicit_trace, old, team_a, team_b = after.process([
         make_span(10, now, attrs={c.USER_ID: "alice"}),  # 10 minutes after alice's last end
         make_span(2, now, attrs={c.USER_ID: "bob"}, span=2),  # the fingerprint trace goes on
         make_span(3, now, span=2),
         make_span(11, now, attrs={c.USER_ID: "old"}),
+        make_span(5, now, resource={**RESOURCE, c.PROJECT: "team-a"}, span=2),
+        make_span(5, now, resource={**RESOURCE, c.PROJECT: "team-b"}, span=3),
     ])
     assert sid(alice) == ids[1]
     assert sid(same_trace) == ids[2]
     assert same_trace.attributes[c.SESSION_SOURCE] == c.SOURCE_AUTO_FINGERPRINT
     assert sid(explicit_trace) == "explicit-1"
     assert sid(old) != ids[4]
+    assert sid(team_a) == "team-a-secret" != sid(team_b)  # trace assignments per project
     # Only sessions active within timeout + margin were reloaded: alice's and the
     # fingerprint's, not the one five hours old.
     assert {autosession.key_of(sid(s)) for s in stored[:2]} <= set(after._windows)

@@ -197,3 +197,35 @@ def test_clean_span_is_left_as_it_is():
 def test_bad_limits_are_rejected_with_the_field_name(field):
     with pytest.raises(ValueError, match=field):
         normalize.create(normalize.Config(**{field: 0}), None)
+
+
+def _server_span(attributes: dict[str, str]) -> Span:
+    span = make_span(attributes)
+    span.kind = 2  # SERVER
+    return span
+
+
+@pytest.mark.parametrize(
+    ("attrs", "address", "agent"),
+    [
+        # HTTP semconv before v1.20, as the ASGI/WSGI/Django instrumentations emit by default
+        ({"net.peer.ip": "10.1.2.3", "http.user_agent": "Mozilla/5.0"}, "10.1.2.3", "Mozilla/5.0"),
+        # the forwarded client (X-Forwarded-For) beats the proxy the server saw
+        ({"http.client_ip": "198.51.100.4", "net.peer.ip": "10.0.0.1"}, "198.51.100.4", None),
+        # stable names already there win over the old ones
+        ({c.CLIENT_ADDRESS: "203.0.113.1", "net.peer.ip": "10.0.0.1",
+          c.USER_AGENT: "curl/8", "http.user_agent": "old"}, "203.0.113.1", "curl/8"),
+        ({"net.peer.ip": ""}, None, None),  # an empty value names nobody
+    ],
+)
+def test_old_http_names_on_a_server_span_become_client_address_and_user_agent(attrs, address, agent):
+    (out,) = run([_server_span(dict(attrs))])
+    assert out.attributes.get(c.CLIENT_ADDRESS) == address
+    assert out.attributes.get(c.USER_AGENT) == agent
+    assert all(out.attributes[k] == v for k, v in attrs.items())  # lossless
+
+
+def test_net_peer_ip_of_a_client_span_is_the_server_called_and_is_not_a_visitor():
+    (out,) = run([make_span({"net.peer.ip": "10.9.9.9", "http.user_agent": "python-httpx/0.27"})])
+    assert c.CLIENT_ADDRESS not in out.attributes
+    assert c.USER_AGENT not in out.attributes
