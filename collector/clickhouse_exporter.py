@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from sessionlens import conventions
 from sessionlens.collector import storage
 from sessionlens.collector.component import Duration, ExportUnavailable
-from sessionlens.collector.spool import Spool, SpoolFull
+from sessionlens.collector.spool import Spool, SpoolFull, disk_full
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -202,8 +202,12 @@ class ClickHouseExporter:
     def start(self, host: Host | None = None) -> None:
         """Open storage (creating the schema if configured), open the spool, start inserting.
 
-        Raises :class:`storage.StorageError` if ClickHouse cannot be reached.
+        Raises :class:`storage.StorageError` if ClickHouse cannot be reached, and
+        :class:`~sessionlens.collector.spool.SpoolLocked` if another collector owns the spool.
         """
+        # The spool first: a second collector on the same directory is turned away before
+        # it touches anything.
+        self._spool = Spool(self.config.spool.directory, self.config.spool.max_size_mib << 20)
         self._client = storage.connect(self.config.endpoint)
         if self.config.create_schema:
             from sessionlens.schema import migrate
@@ -218,7 +222,6 @@ class ClickHouseExporter:
                     table_engine=self.config.table_engine,
                 ),
             )
-        self._spool = Spool(self.config.spool.directory, self.config.spool.max_size_mib << 20)
         self._remember_spooled_ids()
         self._thread = threading.Thread(target=self._run, name="clickhouse-inserter", daemon=True)
         self._thread.start()
@@ -287,6 +290,13 @@ class ClickHouseExporter:
                     retry_after=self.config.retry_max_interval,
                 ) from exc
             except OSError as exc:
+                if disk_full(exc):
+                    raise ExportUnavailable(
+                        f"the spool's filesystem is full ({self._spool.directory}: {exc.strerror}); "
+                        "free space there or lower spool.max_size_mib below the free space; "
+                        "spans are taken again as soon as there is room",
+                        retry_after=self.config.retry_max_interval,
+                    ) from exc
                 raise ExportUnavailable(f"cannot write the spool: {exc}", retry_after=1.0) from exc
             recent.update(keys)
             if self._cache_spans < self.config.insert_max_spans:
@@ -311,7 +321,8 @@ class ClickHouseExporter:
                 if not pending:
                     if self._closing:
                         return
-                    self._wake.wait()
+                    # Idle: a position the spool could not record is retried meanwhile.
+                    self._wake.wait(None if spool.flush() else self.config.retry_max_interval)
                     self._wake.clear()
                     continue
                 wait = last_insert + self.config.insert_interval - now
@@ -323,9 +334,8 @@ class ClickHouseExporter:
             last_insert = time.monotonic()
             try:
                 if begin:
-                    spool.begin(*batch)
+                    spool.begin(*batch)  # raises when it cannot be recorded: nothing inserted yet
                 self._insert(*batch)
-                spool.commit(batch[1])
             except Exception as exc:  # any failure: keep the records, retry the same block
                 failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -335,6 +345,7 @@ class ClickHouseExporter:
                 self._reset_client()
                 self._pause(pause)
                 continue
+            spool.commit(batch[1])  # never raises: what it cannot record now is retried
             if failures:
                 log.info("ClickHouse inserts succeed again after %d failures", failures)
             failures, self.last_error = 0, None

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from sessionlens import conventions
 
 from sessionlens.collector.config import parse
 from sessionlens.collector.otlp_http import HttpServer
@@ -56,3 +64,60 @@ def grpc_port(pipeline: Pipeline) -> int:
 def http_port(pipeline: Pipeline) -> int:
     """The OTLP/HTTP port of a pipeline started with ``http=True``."""
     return next(s.port for s in pipeline.receivers[0]._servers if isinstance(s, HttpServer))
+
+
+# --- the collector as a process of its own ----------------------------------------------
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
+    """Poll ``predicate`` until it returns something true; return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_collector(config_path, log_path) -> subprocess.Popen:
+    """``sessionlens collector --config config_path`` with its output in ``log_path``."""
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "sessionlens", "collector", "--config", str(config_path)],
+            stdout=log, stderr=log,
+        )
+
+
+def start_collector(config_path, log_path) -> subprocess.Popen:
+    """A collector process, once it says it is listening."""
+    process = launch_collector(config_path, log_path)
+    wait_for(lambda: "listening" in log_path.read_text() or process.poll() is not None,
+             timeout=60, what="collector start")
+    assert process.poll() is None, log_path.read_text()
+    return process
+
+
+def load_request(first_id: int, count: int) -> bytes:
+    """An encoded request of ``count`` spans with span ids ``first_id + 1`` onwards."""
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    kv = resource_spans.resource.attributes.add()
+    kv.key, kv.value.string_value = conventions.SERVICE_NAME, "load"
+    scope = resource_spans.scope_spans.add()
+    now = time.time_ns()
+    for i in range(first_id, first_id + count):
+        span = scope.spans.add()
+        span.trace_id = (i // 10 + 1).to_bytes(16, "big")
+        span.span_id = (i + 1).to_bytes(8, "big")
+        span.name = "chat"
+        span.start_time_unix_nano, span.end_time_unix_nano = now, now + 1_000_000
+        kv = span.attributes.add()
+        kv.key, kv.value.string_value = conventions.SESSION_ID, f"s{i % 7}"
+    return request.SerializeToString()

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import grpc
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -21,18 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from sessionlens import conventions
 from sessionlens.collector.otlp_grpc import export_stub
 from sessionlens.collector.storage import connect
-from collector_setup import CONFIG, grpc_port, start_pipeline
-
-
-
-def _wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+from collector_setup import CONFIG, free_port, grpc_port, load_request, start_collector, start_pipeline, wait_for
 
 
 def test_sdk_spans_reach_otel_traces_and_session_list(chdb_url, database, tmp_path):
@@ -68,48 +54,12 @@ def test_sdk_spans_reach_otel_traces_and_session_list(chdb_url, database, tmp_pa
 # --- a subprocess collector killed mid-load ---------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_collector(config_path, log_path) -> subprocess.Popen:
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sessionlens", "collector", "--config", str(config_path)],
-            stdout=log, stderr=log,
-        )
-    _wait_for(lambda: "listening" in log_path.read_text() or process.poll() is not None,
-              timeout=60, what="collector start")
-    assert process.poll() is None, log_path.read_text()
-    return process
-
-
-def _request(first_id: int, count: int) -> bytes:
-    request = ExportTraceServiceRequest()
-    resource_spans = request.resource_spans.add()
-    kv = resource_spans.resource.attributes.add()
-    kv.key, kv.value.string_value = conventions.SERVICE_NAME, "load"
-    scope = resource_spans.scope_spans.add()
-    now = time.time_ns()
-    for i in range(first_id, first_id + count):
-        span = scope.spans.add()
-        span.trace_id = (i // 10 + 1).to_bytes(16, "big")
-        span.span_id = (i + 1).to_bytes(8, "big")
-        span.name = "chat"
-        span.start_time_unix_nano, span.end_time_unix_nano = now, now + 1_000_000
-        kv = span.attributes.add()
-        kv.key, kv.value.string_value = conventions.SESSION_ID, f"s{i % 7}"
-    return request.SerializeToString()
-
-
 def test_kill_9_mid_load_loses_no_acknowledged_span(tmp_path):
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "collector.yaml"
     url = f"chdb://{tmp_path / 'ch'}"
     config.write_text(CONFIG.format(port=port, url=url, database="otel", spool=tmp_path / "spool"))
-    process = _start_collector(config, tmp_path / "first.log")
+    process = start_collector(config, tmp_path / "first.log")
 
     acked: set[int] = set()
     lock = threading.Lock()
@@ -123,7 +73,7 @@ def test_kill_9_mid_load_loses_no_acknowledged_span(tmp_path):
                 with lock:
                     first = next(next_id)
                 try:
-                    response = export(_request(first, 50), timeout=5)
+                    response = export(load_request(first, 50), timeout=5)
                 except grpc.RpcError:
                     continue  # not acknowledged: the client may drop or retry it
                 assert response.partial_success.rejected_spans == 0
@@ -133,7 +83,7 @@ def test_kill_9_mid_load_loses_no_acknowledged_span(tmp_path):
     threads = [threading.Thread(target=load) for _ in range(4)]
     for thread in threads:
         thread.start()
-    _wait_for(lambda: len(acked) >= 2000, what="acknowledged spans")
+    wait_for(lambda: len(acked) >= 2000, what="acknowledged spans")
     process.send_signal(signal.SIGKILL)
     process.wait()
     stop.set()
@@ -142,7 +92,7 @@ def test_kill_9_mid_load_loses_no_acknowledged_span(tmp_path):
     assert acked
 
     log_path = tmp_path / "second.log"
-    process = _start_collector(config, log_path)  # recovers the spool
+    process = start_collector(config, log_path)  # recovers the spool
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=90) == 0, log_path.read_text()
 
