@@ -325,3 +325,25 @@ def test_session_detail_totals_equal_the_session_row(grafana_store):
     assert shown["llm_calls"] == 1 and shown["input_tokens"] == 10
     variables["project"] = Variable("someone-else")
     assert run(grafana_store, totals["targets"][0]["rawSql"], variables) == []
+
+
+def test_readme_grafana_user_sql_parses(grafana_store):
+    """The read-only user of the README is valid ClickHouse SQL (chDB cannot create users,
+    so its parser checks it), keeps max_execution_time changeable and grants dictGet."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Grafana", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```sql\n(.*?)```", section, flags=re.DOTALL)
+    statements = [s.strip() for s in block.split(";") if s.strip()]
+    assert len(statements) == 4
+    for statement in statements:
+        formatted = grafana_store.client.query(
+            "SELECT formatQuery({q:String})", parameters={"q": statement}).result_rows[0][0]
+        assert formatted.split()[0] in ("CREATE", "GRANT")
+    assert "readonly = 1" in block and "max_execution_time = 60 CHANGEABLE_IN_READONLY" in block
+    granted = set(re.findall(r"GRANT dictGet ON otel\.(\w+)", block))
+    dictionaries = {d for (d,) in grafana_store.query(
+        "SELECT name FROM system.dictionaries WHERE database = {db:String}",
+        parameters={"db": grafana_store.database}).result_rows}
+    assert granted == dictionaries and granted
