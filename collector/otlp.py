@@ -3,7 +3,8 @@
 Shared by the gRPC and HTTP transports. ``parse_protobuf``/``parse_json`` turn a request
 body into an ``ExportTraceServiceRequest`` (raising :class:`MalformedRequest`), and
 ``decode`` turns that into spans plus the count and description of the spans it rejected
-(SPEC §5: invalid spans are rejected one by one, the valid ones of the request are kept).
+(SPEC §5: invalid spans are rejected one by one, the valid ones of the request are kept;
+besides the SPEC's rules, a span or event timestamp past what storage holds is invalid).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
@@ -27,6 +28,9 @@ from sessionlens.collector.pdata import Event, Link, Span
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
 _MAX_PROBLEMS = 3  # problems named in the partial-success message
+MAX_TIME_UNIX_NANO = 2**63 - 1
+"""The latest timestamp storage holds (ClickHouse ``DateTime64(9)``: 2262-04-11); a span or
+event past it could never be inserted, so it is rejected before it is acknowledged."""
 
 
 class MalformedRequest(ValueError):
@@ -39,7 +43,31 @@ class Decoded:
 
     spans: list[Span]
     rejected: int = 0
-    message: str = ""
+    problems: list[str] = field(default_factory=list)
+    """The first few reasons, ``span 'name': what was wrong``."""
+
+    def reject(self, span_name: str, problem: str) -> None:
+        """Count one more rejected span."""
+        self.rejected += 1
+        if len(self.problems) < _MAX_PROBLEMS:
+            self.problems.append(f"span {span_name!r}: {problem}")
+
+    def collect_rejected(self) -> None:
+        """Move the spans the pipeline gave up on (``Span.rejected``) into the count."""
+        kept = []
+        for span in self.spans:
+            if span.rejected:
+                self.reject(span.name, span.rejected)
+            else:
+                kept.append(span)
+        self.spans = kept
+
+    @property
+    def message(self) -> str:
+        if not self.rejected:
+            return ""
+        more = f" (and {self.rejected - len(self.problems)} more)" if self.rejected > len(self.problems) else ""
+        return f"{self.rejected} span(s) rejected: " + "; ".join(self.problems) + more
 
     def response(self) -> ExportTraceServiceResponse:
         """The Export response: partial_success only when something was rejected."""
@@ -219,6 +247,15 @@ def _problem(span) -> str | None:
         return f"parent_span_id must be empty or 8 bytes, got {parent}"
     if span.end_time_unix_nano < span.start_time_unix_nano:
         return "end_time_unix_nano is before start_time_unix_nano"
+    if span.end_time_unix_nano > MAX_TIME_UNIX_NANO:
+        return "end_time_unix_nano is past 2262-04-11, the latest time storage holds"
+    return _event_problem(span)
+
+
+def _event_problem(span) -> str | None:
+    for event in span.events:
+        if event.time_unix_nano > MAX_TIME_UNIX_NANO:
+            return f"event {event.name[:100]!r} is past 2262-04-11, the latest time storage holds"
     return None
 
 
@@ -228,10 +265,8 @@ def decode(request: ExportTraceServiceRequest, resource_overrides: dict[str, str
     ``resource_overrides`` (e.g. the authenticated project) are set on every resource,
     replacing what the client sent.
     """
-    spans: list[Span] = []
-    append = spans.append
-    problems: list[str] = []
-    rejected = 0
+    decoded = Decoded([])
+    append = decoded.spans.append
     for resource_spans in request.resource_spans:
         resource = attributes(resource_spans.resource.attributes)
         if resource_overrides:
@@ -251,17 +286,15 @@ def decode(request: ExportTraceServiceRequest, resource_overrides: dict[str, str
                     len(trace_id) == 16
                     and len(span_id) == 8
                     and (not parent or len(parent) == 8)
-                    and end >= start
+                    and start <= end <= MAX_TIME_UNIX_NANO
                     and trace_id != _ZERO_TRACE
                     and span_id != _ZERO_SPAN
-                ):
-                    rejected += 1
-                    if len(problems) < _MAX_PROBLEMS:
-                        problems.append(f"span {span.name!r}: {_problem(span)}")
+                ) or (span.events and _event_problem(span)):
+                    decoded.reject(span.name[:100], _problem(span))
                     continue
                 status = span.status
-                append(
-                    Span(
+                try:
+                    made = Span(
                         trace_id,
                         span_id,
                         parent,
@@ -289,12 +322,11 @@ def decode(request: ExportTraceServiceRequest, resource_overrides: dict[str, str
                         if span.links
                         else [],
                     )
-                )
-    message = ""
-    if rejected:
-        more = f" (and {rejected - len(problems)} more)" if rejected > len(problems) else ""
-        message = f"{rejected} invalid span(s) rejected: " + "; ".join(problems) + more
-    return Decoded(spans, rejected, message)
+                except Exception as exc:  # whatever one span holds costs that span only
+                    decoded.reject(span.name[:100], f"cannot be decoded ({type(exc).__name__})")
+                    continue
+                append(made)
+    return decoded
 
 
 # --- lenient parsing for invalid UTF-8 ---------------------------------------------------

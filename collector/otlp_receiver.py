@@ -79,10 +79,14 @@ class Exporting:
         return self._authenticator.project(authorization)
 
     def export(self, request: ExportTraceServiceRequest, project: str | None) -> otlp.Decoded:
-        """Decode, then block until the valid spans are durable (or raise ExportUnavailable)."""
+        """Decode, then block until the valid spans are durable (or raise ExportUnavailable).
+
+        Spans the pipeline rejected on the way are counted in the result's partial success.
+        """
         decoded = otlp.decode(request, {conventions.PROJECT: project} if project else None)
         if decoded.spans:
             self._consume(decoded.spans)
+            decoded.collect_rejected()
         return decoded
 
 

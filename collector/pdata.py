@@ -51,6 +51,9 @@ class Span:
     status_message: str = ""
     events: list[Event] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
+    rejected: str = ""
+    """Why the pipeline gave up on this span (empty: it goes on). The receiver reports such
+    spans to the client through ``partial_success``; no later component sees them."""
 
     @property
     def duration_ns(self) -> int:

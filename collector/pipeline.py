@@ -8,15 +8,25 @@ receiver, which answers UNAVAILABLE with RetryInfo.
 Processors are called one batch at a time each (a lock per processor: their state need
 not be thread-safe). A processor with a ``wrap(downstream)`` method (``batch``) is not
 called per batch but put in front of the rest of the chain, which it feeds itself.
+
+One bad span never costs another: when a processor or the exporter raises for a batch
+(anything but ``ExportUnavailable``, which is about storage, not about the spans), the
+pipeline runs that step again one span at a time, marks the spans it still fails on as
+rejected (``Span.rejected``, reported by the receiver through ``partial_success``) and
+passes the others on. This is the one place that isolates span failures; the steps
+themselves just raise. (A retried processor may meet spans it already changed before it
+failed: processors keep every span valid after each change.)
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+from sessionlens.collector.component import ExportUnavailable
 from sessionlens.collector.config import CollectorConfig, ComponentSpec
 from sessionlens.collector.pdata import Span
 
@@ -49,15 +59,65 @@ class PipelineHost:
         return self.extensions.get(component_id)
 
 
-def _serialized(processor: Any, downstream: Consumer) -> Consumer:
+_REPORT_EVERY_S = 10.0
+_last_report = [0.0]  # when a span failure was last logged (a flood of bad spans is one line per interval)
+
+
+def isolated(step: Callable[[list[Span]], list[Span] | None], what: str, spans: list[Span]) -> list[Span]:
+    """``step(spans)``, except that a span it fails on is rejected alone.
+
+    Returns the spans to pass on: what ``step`` returned (None: ``spans``), without the
+    spans it failed on when run on one span at a time. ``ExportUnavailable`` propagates.
+    """
+    try:
+        result = step(spans)
+        return spans if result is None else result
+    except ExportUnavailable:
+        raise
+    except Exception as exc:
+        failure = exc
+    kept: list[Span] = []
+    rejected = 0
+    for span in spans:
+        try:
+            result = step([span])
+        except ExportUnavailable:
+            raise
+        except Exception as exc:
+            span.rejected = f"{what} failed on it ({type(exc).__name__}: {str(exc)[:200]})"
+            rejected += 1
+            continue
+        kept.extend([span] if result is None else result)
+    now = time.monotonic()
+    if now - _last_report[0] >= _REPORT_EVERY_S:
+        _last_report[0] = now
+        log.warning(
+            "%s failed on a batch of %d span(s); %d rejected, the rest passed on",
+            what, len(spans), rejected, exc_info=failure,
+        )
+    return kept
+
+
+def _serialized(spec: ComponentSpec, processor: Any, downstream: Consumer) -> Consumer:
     lock = threading.Lock()
     process = processor.process
+    what = f"processor {spec.id}"
 
     def consume(spans: list[Span]) -> None:
         with lock:
-            spans = process(spans)
+            spans = isolated(process, what, spans)
         if spans:
             downstream(spans)
+
+    return consume
+
+
+def _exporting(spec: ComponentSpec, exporter: Any) -> Consumer:
+    export = exporter.export
+    what = f"exporter {spec.id}"
+
+    def consume(spans: list[Span]) -> None:
+        isolated(export, what, spans)
 
     return consume
 
@@ -102,10 +162,10 @@ class Pipeline:
             processors = [(spec, self._create(spec)) for spec in self.config.processors]
             for spec, processor in processors:
                 self._start(spec, processor)
-            consume: Consumer = exporter.export
-            for _, processor in reversed(processors):
+            consume: Consumer = _exporting(exporter_spec, exporter)
+            for spec, processor in reversed(processors):
                 wrap = getattr(processor, "wrap", None)
-                consume = wrap(consume) if wrap is not None else _serialized(processor, consume)
+                consume = wrap(consume) if wrap is not None else _serialized(spec, processor, consume)
             self.consume = consume
             for spec in self.config.receivers:
                 receiver = self._create(spec)

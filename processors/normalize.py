@@ -24,6 +24,12 @@ For every span (and each distinct resource of a batch):
   Values longer than ``max_attribute_value_size`` **bytes of UTF-8** (the storage limit is
   bytes, and a byte cap bounds memory however wide the characters) are cut at a character
   boundary; ``sessionlens.truncated_attributes`` counts them.
+- Numbers: a token count (``conventions.TOKEN_COUNTS`` and their aliases) must be a decimal
+  integer from 0 to ``MAX_TOKEN_COUNT``, a cost (``gen_ai.usage.cost`` and aliases) a number
+  from 0 to ``MAX_COST_USD``. Any other value (``NaN``, ``-1000000``, a 401-digit count,
+  ``1.7e308``) is removed before the aliases are copied, and ``sessionlens.invalid_numbers``
+  names it with the reason, so no sum in the views or the cost processor can turn NaN,
+  negative, infinite or wrap around. Values taken from Langfuse's JSON obey the same bounds.
 - Text: the receiver decodes invalid UTF-8 with ``errors="replace"``; any lone surrogate
   still in a key or value (e.g. from ``surrogateescape`` decoding) becomes U+FFFD, so every
   string can be encoded as UTF-8 by the exporter.
@@ -83,6 +89,71 @@ _LANGFUSE_KEYS = frozenset({c.LANGFUSE_USAGE_DETAILS, c.LANGFUSE_COST_DETAILS})
 _PROPERTY_PROBES = tuple("\0" + prefix for prefix in c.PROPERTY_ALIAS_PREFIXES)
 
 
+def _numeric_names() -> dict[str, bool]:
+    """Every name a token count or cost may arrive under → True for a cost, False for a count."""
+    names: dict[str, bool] = {}
+    for canonical in (*c.TOKEN_COUNTS, c.COST):
+        for name in (canonical, *c.ALIASES.get(canonical, ()), *c.INSTRUMENTATION_ALIASES.get(canonical, ())):
+            names[name] = canonical == c.COST
+    return names
+
+
+_NUMERIC_NAMES = _numeric_names()
+_NUMERIC_KEYS = frozenset(_NUMERIC_NAMES)
+_MAX_COUNT_DIGITS = len(str(c.MAX_TOKEN_COUNT))
+
+
+def _count_problem(text: str) -> str | None:
+    """Why ``text`` is no token count (None: it is one)."""
+    if text.isascii() and text.isdigit():
+        digits = text.lstrip("0")
+        if len(digits) < _MAX_COUNT_DIGITS or (
+            len(digits) == _MAX_COUNT_DIGITS and int(digits) <= c.MAX_TOKEN_COUNT
+        ):
+            return None
+        return "out of range"
+    try:
+        number = float(text)
+    except ValueError:
+        return "not a number"
+    if math.isnan(number):
+        return "NaN"
+    if number < 0:
+        return "negative"
+    return "out of range" if number > c.MAX_TOKEN_COUNT else "not a decimal integer"
+
+
+def _cost_problem(text: str) -> str | None:
+    """Why ``text`` is no cost in USD (None: it is one)."""
+    try:
+        number = float(text)
+    except ValueError:
+        return "not a number"
+    if math.isnan(number):
+        return "NaN"
+    if number < 0:
+        return "negative"
+    return "out of range" if number > c.MAX_COST_USD else None
+
+
+def _drop_invalid_numbers(attrs: dict[str, str], names: set[str]) -> None:
+    invalid = {}
+    for name in sorted(names):
+        problem = (_cost_problem if _NUMERIC_NAMES[name] else _count_problem)(attrs[name])
+        if problem is not None:
+            del attrs[name]
+            invalid[name] = problem
+    if invalid:
+        _note_invalid(attrs, invalid)
+
+
+def _note_invalid(attrs: dict[str, str], invalid: dict[str, str]) -> None:
+    previous = attrs.get(c.INVALID_NUMBERS)
+    if previous:
+        invalid = {**json.loads(previous), **invalid}
+    attrs[c.INVALID_NUMBERS] = json.dumps(invalid, separators=(",", ":"), sort_keys=True)
+
+
 def _json_numbers(text: str | None) -> dict[str, float]:
     """The numeric fields of a JSON object attribute (none when it is not one)."""
     try:
@@ -101,15 +172,29 @@ def _apply_langfuse_details(attrs: dict[str, str]) -> None:
     """Tokens and cost from the Langfuse SDK's JSON attributes (a canonical key wins)."""
     usage = _json_numbers(attrs.get(c.LANGFUSE_USAGE_DETAILS))
     cached = next((usage[k] for k in c.LANGFUSE_USAGE_CACHED if k in usage), 0)
+    counts = {}
     if c.LANGFUSE_USAGE_INPUT in usage:  # Langfuse's input leaves cached tokens out
-        attrs.setdefault(c.INPUT_TOKENS, str(int(usage[c.LANGFUSE_USAGE_INPUT] + cached)))
+        counts[c.INPUT_TOKENS] = usage[c.LANGFUSE_USAGE_INPUT] + cached
     if c.LANGFUSE_USAGE_OUTPUT in usage:
-        attrs.setdefault(c.OUTPUT_TOKENS, str(int(usage[c.LANGFUSE_USAGE_OUTPUT])))
+        counts[c.OUTPUT_TOKENS] = usage[c.LANGFUSE_USAGE_OUTPUT]
     if cached:
-        attrs.setdefault(c.CACHE_READ_INPUT_TOKENS, str(int(cached)))
+        counts[c.CACHE_READ_INPUT_TOKENS] = cached
+    invalid = {}
+    for key, count in counts.items():
+        if key in attrs:
+            continue
+        if count > c.MAX_TOKEN_COUNT:  # also a sum of two finite floats that overflowed
+            invalid[key] = "out of range"
+        else:
+            attrs[key] = str(int(count))
     cost = _json_numbers(attrs.get(c.LANGFUSE_COST_DETAILS)).get(c.LANGFUSE_COST_TOTAL)
-    if cost is not None:
-        attrs.setdefault(c.COST, format_cost(cost))
+    if cost is not None and c.COST not in attrs:
+        if cost > c.MAX_COST_USD:
+            invalid[c.COST] = "out of range"
+        else:
+            attrs[c.COST] = format_cost(cost)
+    if invalid:
+        _note_invalid(attrs, invalid)
 
 
 def _apply_server_aliases(attrs: dict[str, str]) -> None:
@@ -169,6 +254,9 @@ class NormalizeProcessor:
         keys = "\0" + "\0".join(attrs)
         if not self._is_clean(attrs, keys):
             attrs = self._limited(attrs)
+        numbers = _NUMERIC_KEYS.intersection(attrs)
+        if numbers:
+            _drop_invalid_numbers(attrs, numbers)
         hits = self._alias_keys.intersection(attrs)
         if hits:
             self._apply_aliases(attrs, hits)
@@ -181,7 +269,11 @@ class NormalizeProcessor:
         return attrs
 
     def _normalize_resource(self, resource: dict[str, str]) -> dict[str, str]:
-        if self._is_clean(resource, "".join(resource)) and self._alias_keys.isdisjoint(resource):
+        if (
+            self._is_clean(resource, "".join(resource))
+            and self._alias_keys.isdisjoint(resource)
+            and _NUMERIC_KEYS.isdisjoint(resource)
+        ):
             return resource
         return self._normalize(dict(resource))
 

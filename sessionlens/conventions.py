@@ -179,6 +179,24 @@ TRUNCATED_ATTRIBUTES: Final = "sessionlens.truncated_attributes"
 DROPPED_ATTRIBUTES: Final = "sessionlens.dropped_attributes_count"
 """How many attributes the collector dropped beyond its count limit (OTLP's
 ``dropped_attributes_count``, which the clickhouseexporter table has no column for)."""
+INVALID_NUMBERS: Final = "sessionlens.invalid_numbers"
+"""The token counts and costs the collector removed because no sum could use them: a JSON
+object of attribute name → reason (``NaN``, ``negative``, ``out of range``, ``not a
+number``, ``not a decimal integer``); its size counts them."""
+
+TOKEN_COUNTS: Final = (
+    INPUT_TOKENS,
+    OUTPUT_TOKENS,
+    CACHE_READ_INPUT_TOKENS,
+    CACHE_CREATION_INPUT_TOKENS,
+    REASONING_OUTPUT_TOKENS,
+)
+"""Attributes holding a count of tokens: decimal integers from 0 to ``MAX_TOKEN_COUNT``."""
+MAX_TOKEN_COUNT: Final = 2**63 - 1
+"""The largest token count kept (Int64): beyond it a count is junk, not a measurement."""
+MAX_COST_USD: Final = 1e12
+"""The largest ``gen_ai.usage.cost`` kept, in USD: far beyond any one call, and small enough
+that no sum of such costs becomes infinite."""
 
 # --- names of other instrumentations and deprecated GenAI names (normalize processor) ---
 

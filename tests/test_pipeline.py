@@ -250,3 +250,107 @@ def test_failed_start_stops_what_started(recording_exporter, tagging_processors)
             pipeline.start()
     with pytest.raises(RuntimeError, match="not started"):
         pipeline.consume(_spans(1))
+
+
+# --- one bad span never costs another -----------------------------------------------------
+
+
+@pytest.fixture
+def choking_processor(monkeypatch):
+    """Processor ``choke``: raises for any batch holding a span named ``poison``, like a
+    processor meeting a value it cannot handle."""
+
+    @dataclasses.dataclass
+    class Config:
+        pass
+
+    class Choke:
+        def process(self, spans):
+            for span in spans:
+                if span.name == "poison":
+                    raise OverflowError("int too large to convert to float")
+                span.attributes["choked"] = "no"
+            return spans
+
+    module = types.ModuleType("sessionlens_test_choke")
+    module.TYPE, module.Config, module.create = "choke", Config, lambda config, host: Choke()
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(config_module.REGISTRY["processors"], "choke", module.__name__)
+
+
+def test_a_span_a_processor_fails_on_is_rejected_alone(recording_exporter, choking_processor):
+    import grpc
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from sessionlens.collector.otlp_grpc import export_stub
+
+    text = """
+receivers:
+  otlp: {protocols: {grpc: {endpoint: "127.0.0.1:0"}}}
+processors:
+  batch: {timeout: 50ms, flush_when_idle: false, send_batch_size: 100000, max_queued_spans: 100000}
+  choke:
+exporters:
+  recording:
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [batch, choke], exporters: [recording]}
+"""
+    pipeline = Pipeline(parse(text))
+    pipeline.start()
+
+    def request(n: int, names: list[str]) -> bytes:
+        req = ExportTraceServiceRequest()
+        spans = req.resource_spans.add().scope_spans.add().spans
+        for i, name in enumerate(names):
+            span = spans.add()
+            span.trace_id, span.span_id = (n + 1).to_bytes(16, "big"), (i + 1).to_bytes(8, "big")
+            span.name, span.start_time_unix_nano, span.end_time_unix_nano = name, 1, 2
+        return req.SerializeToString()
+
+    bodies = [request(n, ["ok"] * 5) for n in range(20)] + [request(20, ["ok", "poison", "ok"])]
+    responses: list = [None] * len(bodies)
+    try:
+        port = pipeline.receivers[0]._servers[0].port
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            export = export_stub(channel)
+
+            def send(i: int) -> None:
+                responses[i] = export(bodies[i], timeout=10)
+
+            threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(15)
+    finally:
+        pipeline.shutdown()
+    assert len(recording_exporter.batches) < len(bodies)  # the poison shared a batch with others
+    assert [r.partial_success.rejected_spans for r in responses] == [0] * 20 + [1]
+    assert "processor choke failed on it (OverflowError" in responses[-1].partial_success.error_message
+    stored = recording_exporter.spans
+    assert len(stored) == 102 and {s.name for s in stored} == {"ok"}
+    assert all(s.attributes["choked"] == "no" for s in stored)
+
+
+def test_isolation_passes_storage_trouble_on_and_isolates_the_exporter_too():
+    from sessionlens.collector.pipeline import isolated
+
+    spans = _spans(4)
+    spans[2].name = "poison"
+    exported: list[Span] = []
+
+    def export(batch):
+        if any(s.name == "poison" for s in batch):
+            raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+        exported.extend(batch)
+
+    assert isolated(export, "exporter clickhouse", spans) == [spans[0], spans[1], spans[3]]
+    assert exported == [spans[0], spans[1], spans[3]]
+    assert spans[2].rejected.startswith("exporter clickhouse failed on it (UnicodeEncodeError")
+
+    def unavailable(batch):
+        raise ExportUnavailable("spool full")
+
+    with pytest.raises(ExportUnavailable):  # not the spans' fault: the client retries them all
+        isolated(unavailable, "exporter clickhouse", _spans(2))
