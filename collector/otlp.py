@@ -12,7 +12,8 @@ from __future__ import annotations
 import base64
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from decimal import Decimal
 
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
@@ -43,7 +44,7 @@ class Decoded:
 
     spans: list[Span]
     rejected: int = 0
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = dataclass_field(default_factory=list)
     """The first few reasons, ``span 'name': what was wrong``."""
 
     def reject(self, span_name: str, problem: str) -> None:
