@@ -66,7 +66,7 @@ from dataclasses import dataclass
 from sessionlens import conventions as c
 from sessionlens.collector.component import Duration
 from sessionlens.collector.pdata import Span
-from sessionlens.schema.ddl import SESSION_LIST
+from sessionlens.schema.names import SESSION_LIST
 
 TYPE = "autosession"
 

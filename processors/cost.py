@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from sessionlens import conventions as c
 from sessionlens.collector.component import Duration
 from sessionlens.collector.pdata import Span
-from sessionlens.schema.ddl import PRICES_TABLE
-from sessionlens.schema.expressions import ident
+from sessionlens.schema.names import PRICES_TABLE
+from sessionlens.schema.quoting import ident
 from sessionlens.schema.prices import (
     ModelPrice,
     PriceFileError,

@@ -34,8 +34,14 @@ that carry no cost (written by a stock OTel Collector, say) are priced when the 
 read, through the ``model_prices_dict`` dictionary: a new price reaches them within a
 minute, or at once after ``SYSTEM RELOAD DICTIONARY otel.model_prices_dict``.
 
+Migrations are frozen SQL files, ``migrations/NNNN_<slug>.sql`` (package data): a DBA can
+read every statement, a released file is never edited (a test holds each to its sha256),
+and a change is a new file. Deployment knobs (database, ON CLUSTER, table engine, ttl …) are
+``${…}`` placeholders, see :mod:`template`. ``apply`` (run by the collector at every start)
+also recreates objects of applied migrations that went missing.
+
 Modules: :mod:`prices` (price file, model-name rule, cost formula — shared with the cost
-processor), :mod:`options` (deployment knobs), :mod:`expressions` (SQL generated from the
-conventions), :mod:`ddl` (the statements), :mod:`migrate` (versions, ``render``,
-``apply``), :mod:`cli` (``sessionlens schema …``).
+processor), :mod:`options` (deployment knobs), :mod:`template` (placeholders, statement
+splitting), :mod:`names` (object names), :mod:`quoting`, :mod:`migrate` (versions,
+``render``, ``apply``, repair), :mod:`cli` (``sessionlens schema …``).
 """

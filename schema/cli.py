@@ -117,7 +117,7 @@ def run_apply(args: argparse.Namespace) -> int:
 
 def run_unpriced(args: argparse.Namespace) -> int:
     from sessionlens.collector.storage import StorageError, connect
-    from sessionlens.schema.ddl import UNPRICED_MODELS
+    from sessionlens.schema.names import UNPRICED_MODELS
     from sessionlens.schema.options import SchemaOptions
 
     try:

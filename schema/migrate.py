@@ -1,36 +1,125 @@
-"""Versioned schema migrations, applied idempotently (safe at every collector start).
+"""Versioned schema migrations: frozen SQL files, applied idempotently at every collector start.
 
-Each migration is a list of DDL statements rendered for the :class:`SchemaOptions`;
-applied versions are recorded in ``schema_migrations``. The price file is seeded into
-``model_prices`` once per price-file date, so user INSERTs (newer ``updated_at``) keep
-winning over the shipped prices.
+Migration ``N`` is ``migrations/NNNN_<slug>.sql`` (package data); its first line,
+``-- <name>``, is the name recorded in ``schema_migrations``. A released file is never
+edited again (``tests/test_schema_migrate.py`` holds each to its sha256): a change is a new
+file. Deployment knobs are placeholders (:mod:`sessionlens.schema.template`).
+
+Every statement of a migration is safe to run again (``IF NOT EXISTS``, ``OR REPLACE``,
+``ADD COLUMN IF NOT EXISTS``), which is what lets :func:`apply` repair a store: objects the
+applied migrations created that are gone (a dropped ``otel_traces``, say) are created again
+from the migrations, in order, before the collector inserts anything — rather than a
+collector that starts, spools every span and fails every insert.
+
+The price file is seeded into ``model_prices`` once per price-file date, so user INSERTs
+(newer ``updated_at``) keep winning over the shipped prices.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sessionlens.schema import ddl
-from sessionlens.schema.expressions import literal
+from sessionlens.schema.names import Names
 from sessionlens.schema.options import SchemaOptions, TableEngine
 from sessionlens.schema.prices import load_price_document, load_prices
+from sessionlens.schema.quoting import literal
+from sessionlens.schema.template import split_statements, substitute
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
-__all__ = ["MIGRATIONS", "SchemaOptions", "TableEngine", "apply", "render", "statements"]
+__all__ = [
+    "MIGRATIONS",
+    "Migration",
+    "SchemaError",
+    "SchemaOptions",
+    "TableEngine",
+    "apply",
+    "render",
+    "statements",
+]
 
-Migration = tuple[int, str, Callable[[SchemaOptions], list[str]]]
+log = logging.getLogger(__name__)
 
-MIGRATIONS: tuple[Migration, ...] = (
-    (1, "model prices table and dictionary", ddl.prices_table),
-    (2, "otel_traces (clickhouseexporter-compatible) with session columns", ddl.traces_table),
-    (3, "session rollups: per session, per session and model, spans by session", ddl.session_tables),
-    (4, "session views", ddl.session_views),
+_FILE = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
+# The object a statement creates or changes: `${database}`.`name` after its keywords.
+_TARGET = re.compile(
+    r"^(CREATE|ALTER)\s+(?:OR\s+REPLACE\s+)?(?:TABLE|VIEW|MATERIALIZED\s+VIEW|DICTIONARY)\s+"
+    r"(?:IF\s+NOT\s+EXISTS\s+)?`[^`]+`\.`([^`]+)`",
+    re.IGNORECASE,
 )
-"""(version, name, statements) in order. Never edit an applied one: append a new version."""
+
+
+class SchemaError(RuntimeError):
+    """The store's schema is broken in a way :func:`apply` cannot repair; says what to do."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One frozen migration file: its version, its name and its text with placeholders."""
+
+    version: int
+    name: str
+    filename: str
+    text: str
+
+    def statements(self, options: SchemaOptions) -> list[str]:
+        """The DDL of this migration for ``options``, one statement each."""
+        return split_statements(substitute(self.text, options))
+
+    @cached_property
+    def targets(self) -> list[tuple[str, str] | None]:
+        """Per statement: (``CREATE``/``ALTER``, the object's raw name), or None for data."""
+        # placeholders never sit before the object name's backticks, so the raw text parses
+        out: list[tuple[str, str] | None] = []
+        for sql in split_statements(self.text):
+            match = _TARGET.match(sql)
+            out.append((match.group(1).upper(), match.group(2)) if match else None)
+        return out
+
+    def objects(self, options: SchemaOptions) -> list[str]:
+        """Names (in the database) of the objects this migration creates."""
+        return [
+            _object_name(target[1], options)
+            for target in self.targets
+            if target is not None and target[0] == "CREATE"
+        ]
+
+
+def _object_name(raw: str, options: SchemaOptions) -> str:
+    return raw.replace("${traces_table}", options.traces_table_name)
+
+
+def _load() -> tuple[Migration, ...]:
+    folder = resources.files(__package__).joinpath("migrations")
+    found = []
+    for entry in folder.iterdir():
+        match = _FILE.fullmatch(entry.name)
+        if match is None:
+            continue
+        text = entry.read_text(encoding="utf-8")
+        first = text.split("\n", 1)[0]
+        if not first.startswith("-- "):
+            raise SchemaError(f"migration {entry.name} must start with '-- <name>'")
+        found.append(Migration(int(match.group(1)), first[3:].strip(), entry.name, text))
+    found.sort(key=lambda m: m.version)
+    if [m.version for m in found] != list(range(1, len(found) + 1)):
+        raise SchemaError(f"migration versions must be 1..N without gaps: {[m.filename for m in found]}")
+    return tuple(found)
+
+
+MIGRATIONS: tuple[Migration, ...] = _load()
+"""Every migration, in order. Never edit a released one: add the next file."""
+
+_BOOTSTRAP = resources.files(__package__).joinpath("migrations", "bootstrap.sql").read_text(
+    encoding="utf-8"
+)
 
 
 def _seed_source(as_of: str) -> str:
@@ -47,30 +136,33 @@ def seed_prices_statement(options: SchemaOptions, price_file: str | Path | None 
         for model, p in sorted(load_prices(price_file).items())
     )
     return (
-        f"INSERT INTO {ddl.Names(options).prices} "
+        f"INSERT INTO {Names(options).prices} "
         "(model, input_per_mtok, output_per_mtok, cached_input_per_mtok, source, updated_at) VALUES\n"
         + rows
     )
 
 
+def bootstrap(options: SchemaOptions) -> list[str]:
+    """The database and ``schema_migrations``: run before anything else, every time."""
+    return split_statements(substitute(_BOOTSTRAP, options))
+
+
 def statements(options: SchemaOptions) -> list[tuple[int, str]]:
     """Every DDL statement with the migration version it belongs to (0 = bootstrap)."""
-    out = [(0, ddl.create_database(options)), (0, ddl.migrations_table(options))]
-    for version, _name, build in MIGRATIONS:
-        out.extend((version, sql) for sql in build(options))
+    out = [(0, sql) for sql in bootstrap(options)]
+    for migration in MIGRATIONS:
+        out.extend((migration.version, sql) for sql in migration.statements(options))
     return out
 
 
 def render(options: SchemaOptions) -> str:
     """All DDL as one script (``sessionlens schema print``), price seed included."""
     parts = [
-        f"-- sessionlens schema, migrations 1..{MIGRATIONS[-1][0]}, database {options.database}",
+        f"-- sessionlens schema, migrations 1..{MIGRATIONS[-1].version}, database {options.database}",
         *(sql + ";" for _version, sql in statements(options)),
     ]
-    versions = ", ".join(f"({v}, {literal(name)})" for v, name, _ in MIGRATIONS)
-    parts.append(
-        f"INSERT INTO {ddl.Names(options).migrations} (version, name) VALUES {versions};"
-    )
+    versions = ", ".join(f"({m.version}, {literal(m.name)})" for m in MIGRATIONS)
+    parts.append(f"INSERT INTO {Names(options).migrations} (version, name) VALUES {versions};")
     parts.append("-- prices shipped in prices.json; update them later with plain INSERTs")
     parts.append(seed_prices_statement(options) + ";")
     return "\n\n".join(parts) + "\n"
@@ -79,18 +171,79 @@ def render(options: SchemaOptions) -> str:
 def applied_versions(client: Client, options: SchemaOptions) -> list[int]:
     """Versions recorded in ``schema_migrations`` (ascending)."""
     rows = client.query(
-        f"SELECT DISTINCT version FROM {ddl.Names(options).migrations} ORDER BY version"
+        f"SELECT DISTINCT version FROM {Names(options).migrations} ORDER BY version"
     ).result_rows
     return [r[0] for r in rows]
 
 
-def apply(
-    client: Client, options: SchemaOptions | None = None, price_file: str | Path | None = None
-) -> list[str]:
-    """Create the database and apply pending migrations; return the statements run.
+def existing_objects(client: Client, options: SchemaOptions) -> set[str]:
+    """Names of the tables, views and dictionaries in the database now."""
+    rows = client.query(
+        "SELECT name FROM system.tables WHERE database = {d:String}",
+        parameters={"d": options.database},
+    ).result_rows
+    return {r[0] for r in rows}
 
-    Idempotent: a second call runs nothing but a check (and seeds prices only when the
-    price file's date is new to this database).
+
+def missing_objects(client: Client, options: SchemaOptions, versions: set[int]) -> list[str]:
+    """Objects the migrations in ``versions`` created that the database lacks now."""
+    have = existing_objects(client, options)
+    return [
+        name
+        for m in MIGRATIONS
+        if m.version in versions
+        for name in m.objects(options)
+        if name not in have
+    ]
+
+
+def _repair(client: Client, options: SchemaOptions, versions: set[int], run) -> list[str]:
+    """Recreate missing objects from the applied migrations, in their order.
+
+    A missing object's CREATE runs again, and so does every later statement of an applied
+    migration that creates or alters that object, so it ends as a fresh install has it.
+    Statements about objects that still exist do not run (their data stays untouched).
+    """
+    missing = set(missing_objects(client, options, versions))
+    if not missing:
+        return []
+    log.warning("schema: recreating missing objects %s in database %s", sorted(missing), options.database)
+    try:
+        for m in MIGRATIONS:
+            if m.version not in versions:
+                continue
+            for target, sql in zip(m.targets, m.statements(options)):
+                if target is not None and _object_name(target[1], options) in missing:
+                    run(sql)
+    except Exception as exc:
+        raise SchemaError(
+            f"database {options.database} lacks {', '.join(sorted(missing))} and recreating "
+            f"them failed: {str(exc).splitlines()[0]}; fix the cause (ON CLUSTER name, rights, "
+            "disk) and start again, or restore the objects from a backup"
+        ) from exc
+    still = missing_objects(client, options, versions)
+    if still:
+        raise SchemaError(
+            f"database {options.database} lacks {', '.join(still)} and recreating them failed; "
+            "drop the database's sessionlens objects and run 'sessionlens schema apply', "
+            "or restore them from a backup"
+        )
+    return sorted(missing)
+
+
+def apply(
+    client: Client,
+    options: SchemaOptions | None = None,
+    price_file: str | Path | None = None,
+    until: int | None = None,
+) -> list[str]:
+    """Create the database, repair missing objects, apply pending migrations (up to
+    version ``until``; default: all).
+
+    Returns the statements run. Idempotent: on a complete store a second call runs
+    nothing but the bootstrap checks (and seeds prices only when the price file's date is
+    new to this database). Raises :class:`SchemaError` when a missing object cannot be
+    recreated.
     """
     options = options or SchemaOptions()
     ran: list[str] = []
@@ -99,17 +252,19 @@ def apply(
         client.command(sql)
         ran.append(sql)
 
-    run(ddl.create_database(options))
-    run(ddl.migrations_table(options))
+    for sql in bootstrap(options):
+        run(sql)
     done = set(applied_versions(client, options))
-    names = ddl.Names(options)
-    for version, name, build in MIGRATIONS:
-        if version in done:
+    _repair(client, options, done, run)
+    names = Names(options)
+    for migration in MIGRATIONS:
+        if migration.version in done or (until is not None and migration.version > until):
             continue
-        for sql in build(options):
+        for sql in migration.statements(options):
             run(sql)
         client.command(
-            f"INSERT INTO {names.migrations} (version, name) VALUES ({version}, {literal(name)})"
+            f"INSERT INTO {names.migrations} (version, name) "
+            f"VALUES ({migration.version}, {literal(migration.name)})"
         )
     as_of = load_price_document(price_file)["as_of"]
     seeded = client.query(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sessionlens.schema.expressions import ident
+from sessionlens.schema.quoting import ident
 
 
 @dataclass(frozen=True)

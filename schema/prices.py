@@ -1,9 +1,9 @@
 """Model prices: the shipped price file, the ``model_prices`` table reader, the model-name
 lookup rule and the cost formula.
 
-The same rule and formula run inside ClickHouse (``sessionlens.schema.ddl`` renders them
-from the constants below), so a cost stored by the collector's cost processor and a cost
-priced by the views agree.
+The same rule and formula run inside ClickHouse (the migration files spell them out from the
+constants below; ``tests/test_views.py`` checks both price every model name the same), so a
+cost stored by the collector's cost processor and a cost priced by the views agree.
 """
 
 from __future__ import annotations

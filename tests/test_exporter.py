@@ -163,7 +163,7 @@ def bring_table_back(client, database) -> None:
 def test_replayed_block_adds_nothing_to_table_or_rollup(make_exporter, client, database, tmp_path):
     """A crash after an insert but before its commit: the next process repeats the same block."""
     rename_table_away(client, database)
-    stuck = make_exporter(timeout=0.2)
+    stuck = make_exporter(timeout=0.2, create_schema=False)  # apply would recreate the table
     stuck.export([make_span(i, session="s1" if i % 2 else "s2") for i in range(50)])
     deadline = time.monotonic() + 10
     while stuck._spool.inflight is None:  # the insert was begun and failed

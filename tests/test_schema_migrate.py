@@ -1,14 +1,21 @@
-"""Migrations: idempotent apply, rendered DDL for a single node and for a cluster."""
+"""Migrations: frozen files, idempotent apply, upgrades, repairs, rendered DDL for a single
+node and for a cluster."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+import time
+import uuid
+from importlib import resources
 
 import pytest
 
+from sessionlens import conventions as conv
 from sessionlens.collector.storage import connect
 from sessionlens.schema.migrate import (
     MIGRATIONS,
+    SchemaError,
     SchemaOptions,
     TableEngine,
     applied_versions,
@@ -16,6 +23,7 @@ from sessionlens.schema.migrate import (
     render,
     statements,
 )
+from sessionlens.schema.template import placeholders
 
 EXPORTER_COLUMNS = [
     ("Timestamp", "DateTime64(9)"),
@@ -64,7 +72,7 @@ def test_apply_twice_changes_nothing(client, database):
     prices_before = client.command(f"SELECT count() FROM {database}.model_prices")
     second = apply(client, options)
     assert _schema_snapshot(client, database) == before
-    assert applied_versions(client, options) == [v for v, _, _ in MIGRATIONS]
+    assert applied_versions(client, options) == [m.version for m in MIGRATIONS]
     # only the bootstrap IF NOT EXISTS checks ran, no migration and no second price seed
     assert len(second) == 2
     assert client.command(f"SELECT count() FROM {database}.model_prices") == prices_before > 40
@@ -135,3 +143,184 @@ def test_table_engine_given_as_text_like_the_exporter_config():
 def test_non_mergetree_engine_is_refused_with_a_hint():
     with pytest.raises(ValueError, match="MergeTree-family"):
         TableEngine("Log")
+
+
+# --- frozen migrations ------------------------------------------------------------------
+
+RELEASED = {
+    1: "86a1532eee0db66fe2725ef2166c733f9743b7052f353e6121e8f95843778538",
+    2: "59183af86e890a94c6f22df38b2d7a1fe9b1a59ce2915ead57a1323a9049e083",
+    3: "f48e4b958dfe2ac639d99c328c961d82211f493677acc46d43ff240af0eb4a69",
+    4: "c9978f630b61ccb137bf78b8c21fabcbc5bba5dea4f1a86ffd3ea226722facca",
+}
+"""sha256 of every released migration file. A released file is never edited: a schema
+change is a new file, whose hash is added here when it lands."""
+
+
+def test_released_migrations_are_frozen():
+    assert [m.version for m in MIGRATIONS] == sorted(RELEASED)
+    for m in MIGRATIONS:
+        data = resources.files("sessionlens.schema").joinpath("migrations", m.filename).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == RELEASED[m.version], (
+            f"{m.filename} changed: released migrations are frozen, add a new one instead")
+
+
+def test_migration_files_use_only_known_placeholders():
+    for m in MIGRATIONS:
+        assert placeholders(m.text) <= {
+            "database", "traces_table", "on_cluster", "engine", "ttl", "dedup_setting",
+            "inactivity_timeout"}, m.filename
+        for sql in m.statements(SchemaOptions(cluster_name="c", ttl=60)):
+            assert "${" not in sql
+
+
+# The attribute keys a column reads, in the order its expression tries them.
+_KEY = re.compile(r"mapContains\((?:Span|Resource)Attributes, '([^']+)'\)|(?:Span|Resource)Attributes\['([^']+)'\]")
+
+
+def _keys(expression: str) -> list[str]:
+    found = [a or b for a, b in _KEY.findall(expression)]
+    return list(dict.fromkeys(found))
+
+
+def _chain(*keys: str) -> list[str]:
+    return list(dict.fromkeys(k for key in keys for k in (key, *conv.ALIASES.get(key, ()))))
+
+
+CONVENTION_COLUMNS = {
+    "Project": [conv.PROJECT],
+    "SessionId": _chain(conv.SESSION_ID),
+    "SessionSource": [conv.SESSION_SOURCE, *_chain(conv.SESSION_ID)],
+    "SessionName": _chain(conv.SESSION_NAME),
+    "SessionPath": _chain(conv.SESSION_PATH),
+    "UserId": _chain(conv.USER_ID),
+    "AgentId": _chain(conv.AGENT_ID),
+    "AgentName": _chain(conv.AGENT_NAME),
+    "RunId": _chain(conv.RUN_ID),
+    "RequestId": _chain(conv.REQUEST_ID),
+    "Environment": _chain(conv.ENVIRONMENT),
+    "Provider": _chain(conv.PROVIDER),
+    "Operation": _chain(conv.OPERATION),
+    "Model": _chain(conv.RESPONSE_MODEL, conv.REQUEST_MODEL),
+    "InputTokens": _chain(conv.INPUT_TOKENS),
+    "OutputTokens": _chain(conv.OUTPUT_TOKENS),
+    "CacheReadTokens": _chain(conv.CACHE_READ_INPUT_TOKENS),
+    "ReportedCostUsd": _chain(conv.COST),
+}
+
+
+def _convention_names() -> set[str]:
+    names = {v for v in vars(conv).values() if isinstance(v, str)}
+    for table in (conv.ALIASES, conv.INSTRUMENTATION_ALIASES):
+        names |= set(table) | {a for aliases in table.values() for a in aliases}
+    return names
+
+
+def test_attribute_keys_in_the_schema_agree_with_conventions(client, database):
+    """The frozen SQL spells attribute names out; they must still be conventions' names,
+    and each session column must try exactly the key and aliases conventions lists."""
+    apply(client, SchemaOptions(database=database))
+    columns = dict(client.query(
+        "SELECT name, default_expression FROM system.columns WHERE database = {d:String} "
+        "AND table = 'otel_traces' AND default_kind != ''", parameters={"d": database}).result_rows)
+    for column, keys in CONVENTION_COLUMNS.items():
+        assert _keys(columns[column]) == keys, column
+    llm, agent = re.findall(r"Operation IN \(([^)]*)\)", columns["IsLlmCall"])
+    assert set(re.findall(r"'([^']+)'", llm)) == conv.LLM_OPERATIONS
+    assert set(re.findall(r"'([^']+)'", agent)) == conv.AGENT_OPERATIONS
+    known = _convention_names()
+    creates = client.query("SELECT create_table_query FROM system.tables WHERE database = {d:String}",
+                           parameters={"d": database}).result_rows
+    used = {k for (sql,) in creates for k in _keys(sql)}
+    assert conv.FINISH_REASONS in used and conv.INPUT_MESSAGES in used
+    assert used <= known, used - known
+
+
+# --- upgrades and repairs ----------------------------------------------------------------
+
+
+def _normalized_snapshot(client, database):
+    return {name: sql.replace(database, "DB") for name, sql in _schema_snapshot(client, database).items()}
+
+
+def _views_answer(client, database):
+    from test_views import rows, vitals  # the view helpers and spans of tests/test_views.py
+
+    listed = rows(client, f"SELECT * EXCEPT (status) FROM {database}.session_list ORDER BY session_id")
+    detail = rows(client, f"SELECT * FROM {database}.session_detail(session_id='S_A')")
+    return listed, detail, vitals(client, database)
+
+
+def _insert_view_spans(client, database):
+    from test_views import COLUMNS, SPANS
+
+    client.insert(f"{database}.otel_traces", SPANS, column_names=COLUMNS)
+
+
+@pytest.mark.parametrize("version", [m.version for m in MIGRATIONS[:-1]])
+def test_upgrade_from_every_released_version_equals_a_fresh_install(chdb_url, version):
+    fresh, old = (f"t_up{version}_{n}_{uuid.uuid4().hex[:8]}" for n in ("fresh", "old"))
+    client = connect(chdb_url)
+    try:
+        apply(client, SchemaOptions(database=fresh))
+        apply(client, SchemaOptions(database=old), until=version)
+        assert applied_versions(client, SchemaOptions(database=old)) == list(range(1, version + 1))
+        apply(client, SchemaOptions(database=old))
+        assert applied_versions(client, SchemaOptions(database=old)) == [m.version for m in MIGRATIONS]
+        assert _normalized_snapshot(client, old) == _normalized_snapshot(client, fresh)
+        for db in (fresh, old):
+            _insert_view_spans(client, db)
+        assert _views_answer(client, old) == _views_answer(client, fresh)
+    finally:
+        for db in (fresh, old):
+            client.command(f"DROP DATABASE IF EXISTS {db} SYNC")
+        client.close()
+
+
+@pytest.mark.parametrize("dropped", ["otel_traces", "otel_traces_sessions", "otel_traces_sessions_mv",
+                                     "otel_traces_session_spans", "session_list", "session_detail"])
+def test_a_dropped_object_is_recreated_at_the_next_apply(client, database, dropped):
+    options = SchemaOptions(database=database)
+    apply(client, options)
+    before = _schema_snapshot(client, database)
+    client.command(f"DROP TABLE {database}.{dropped}")
+    ran = apply(client, options)
+    assert any(f"`{dropped}`" in sql.splitlines()[0] for sql in ran)
+    assert _schema_snapshot(client, database) == before
+    _insert_view_spans(client, database)  # the rollups are fed again through their views
+    listed, detail, _ = _views_answer(client, database)
+    assert {r["session_id"] for r in listed} == {"S_A", "S_B", "S_D", "tC"}
+    assert len(detail) == 7
+
+
+def test_collector_start_recreates_a_dropped_spans_table(chdb_url, database, tmp_path):
+    """Not 'starts, acknowledges into the spool, every insert fails forever'."""
+    from sessionlens.collector import clickhouse_exporter as chx
+    from sessionlens.collector.pdata import Span
+
+    client = connect(chdb_url)
+    apply(client, SchemaOptions(database=database))
+    client.command(f"DROP TABLE {database}.otel_traces")
+    exporter = chx.create(chx.Config(endpoint=chdb_url, database=database, insert_interval=0.01,
+                                     spool=chx.SpoolConfig(directory=str(tmp_path / "spool"))), None)
+    exporter.start(None)
+    try:
+        exporter.export([Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, parent_span_id=b"",
+                              name="chat", kind=3, start_time_unix_nano=1_700_000_000 * 10**9,
+                              end_time_unix_nano=1_700_000_001 * 10**9,
+                              attributes={conv.SESSION_ID: "s1"}, resource={})])
+        deadline = time.monotonic() + 20
+        while client.command(f"SELECT count() FROM {database}.session_list") != 1:
+            assert time.monotonic() < deadline, exporter.last_error
+            time.sleep(0.05)
+    finally:
+        exporter.shutdown()
+        client.close()
+
+
+def test_an_unrepairable_store_refuses_with_a_clear_message(client, database):
+    apply(client, SchemaOptions(database=database))
+    client.command(f"DROP TABLE {database}.otel_traces")
+    # a table engine this server cannot build the table with: the CREATE itself fails
+    with pytest.raises(SchemaError, match=r"lacks otel_traces and recreating them failed: "):
+        apply(client, SchemaOptions(database=database, table_engine="MergeTree('bogus')"))

@@ -12,9 +12,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from sessionlens.collector.storage import connect
-from sessionlens.schema.expressions import price_key
 from sessionlens.schema.migrate import SchemaOptions, apply
-from sessionlens.schema.prices import canonical_model, load_prices
+from sessionlens.schema.prices import cost_usd, load_prices
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 MS = 1_000_000  # ns
@@ -269,9 +268,15 @@ NAMES = ["GPT-4o", "openai/gpt-4o-mini", "gpt-4o-2024-08-06", "claude-3-5-sonnet
          "my-model-20240101", "Meta-Llama/Llama-3.3-70B-Instruct", "", "x/"]
 
 
-def test_sql_and_python_find_the_same_price_key(store):
+def test_sql_and_python_price_a_model_name_the_same(store):
+    """The SQL price lookup in the schema is the rule of ``prices.canonical_model``."""
     client, db = store
-    sql = price_key("{n:String}", f"{db}.model_prices_dict")
     prices = load_prices()
-    for name in NAMES:
-        assert client.command(f"SELECT {sql}", parameters={"n": name}) == canonical_model(name, prices), name
+    batch = [span(NOW, "tP", f"p{i}", "chat", {"session.id": "S_P", **chat(name, 1_000_000, 1000)}, 10)
+             for i, name in enumerate(NAMES)]
+    client.insert(f"{db}.otel_traces", batch, column_names=COLUMNS)
+    got = dict(client.query(f"SELECT SpanId, CostUsd FROM {db}.otel_traces WHERE TraceId = 'tP'").result_rows)
+    for i, name in enumerate(NAMES):
+        want = cost_usd(prices, name, 1_000_000, 1000) or 0.0
+        assert got[f"p{i}"] == pytest.approx(want, abs=1e-12), name
+    assert any(got.values()) and not all(got.values())  # some names priced, some not
