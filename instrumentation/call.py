@@ -28,6 +28,7 @@ from sessionlens import conventions as c
 from sessionlens.instrumentation.content import input_attributes, output_attributes
 from sessionlens.instrumentation.context import current_attributes
 from sessionlens.instrumentation.finisher import FINISHER
+from sessionlens.instrumentation.identity import REQUESTS, identity_of
 from sessionlens.instrumentation.providers import Endpoint, body_user, recognise, request_attributes
 from sessionlens.instrumentation.responses import ResponseReader
 from sessionlens.instrumentation.sse import event_payloads
@@ -162,11 +163,13 @@ class CallTracer:
                     identity_attributes(_lowered_headers(request.headers), body, current_attributes())
                 )
                 return None
+            # The request this call serves, if any: its identity is read when the call ends.
+            root = REQUESTS.root(current.get_span_context().trace_id) if REQUESTS.serving else None
             if not parentable:
-                return LLMCall(self, endpoint, constant, request, None, None)
+                return LLMCall(self, endpoint, constant, request, None, None, root)
             span = self._tracer.start_span(endpoint.operation, kind=SpanKind.CLIENT, attributes=constant)
             token = context.attach(trace.set_span_in_context(span))
-            return LLMCall(self, endpoint, constant, request, span, token)
+            return LLMCall(self, endpoint, constant, request, span, token, root)
         except Exception:
             _log.debug("sessionlens: could not start the span of an LLM call", exc_info=True)
             return None
@@ -197,6 +200,7 @@ class LLMCall:
         "_constant",
         "_span",
         "_token",
+        "_root",
         "_parent",
         "_vars",
         "_start_time",
@@ -221,12 +225,14 @@ class LLMCall:
         request: Any,
         span: Span | None,
         token: object,
+        root: Span | None = None,
     ) -> None:
         self._calls = calls
         self._endpoint = endpoint
         self._constant = constant
         self._span = span
         self._token = token
+        self._root = root
         if span is None:
             # What the finisher needs to start the span as if it had started now, here.
             self._parent = context.get_current()
@@ -306,6 +312,12 @@ class LLMCall:
             name, attributes = self._calls.request_attributes(self._endpoint, self._content, self._headers, self._scope)
         except Exception:
             _log.debug("sessionlens: could not read an LLM request", exc_info=True)
+        if REQUESTS.serving:
+            attributes[c.SERVES_REQUESTS] = True
+            try:  # below what the call says itself: the request's identity as recorded by now
+                attributes.update(identity_of(self._root, attributes))
+            except Exception:
+                _log.debug("sessionlens: could not read the request's identity", exc_info=True)
         span = self._span
         if span is None:
             # In the call's own contextvars, so processors reading them see the app's context.
