@@ -69,15 +69,25 @@ class Requests:
 REQUESTS = Requests()
 
 
-def identity_of(root: Any, present: Mapping[str, Any] = {}) -> dict[str, Any]:  # noqa: B006 - read only
+def _recorded(span: Any) -> Mapping[str, Any]:
+    """A span's attributes as a plain mapping: the SDK span's dict itself when there is one
+    (its public ``attributes`` proxies a BoundedAttributes, whose ``get`` and ``in`` raise
+    and catch KeyError for every absent name: microseconds per span), else the public view."""
+    recorded = getattr(getattr(span, "_attributes", None), "_dict", None)
+    return recorded if isinstance(recorded, dict) else span.attributes
+
+
+def identity_of(root: Any, present: Any = None) -> dict[str, Any]:
     """The canonical identity attributes the request's ``root`` span records now, leaving out
-    the keys in ``present`` (what a span says of itself wins); ``{}`` without a root."""
+    the keys that the span ``present`` (an SDK span or a mapping) already has: what a span
+    says of itself wins. ``{}`` without a root."""
     if root is None:
         return {}
-    recorded = root.attributes
+    recorded = _recorded(root)
+    has = {} if present is None else present if isinstance(present, Mapping) else _recorded(present)
     identity: dict[str, Any] = {}
     for key, names in c.IDENTITY_KEYS.items():
-        if key in present:
+        if key in has:
             continue
         for name in names:
             value = recorded.get(name)

@@ -45,7 +45,7 @@ class SessionSpanProcessor(SpanProcessor):
             attributes[c.SERVES_REQUESTS] = True
             root = REQUESTS.root(span.context.trace_id)
             if root is not None and root is not span:
-                attributes.update(identity_of(root, span.attributes))
+                attributes.update(identity_of(root, span))
         if self._adopt_baggage:
             entries = baggage.get_all(parent_context)
             if entries:
