@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     """Load the config, start the pipeline, serve until SIGINT/SIGTERM, shut down cleanly."""
     from sessionlens.collector.config import ConfigError, load
     from sessionlens.collector.pipeline import Pipeline
-    from sessionlens.collector.storage import StorageError
+    from sessionlens.collector.storage import StorageError, StoreInUseError
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -56,6 +56,13 @@ def run(args: argparse.Namespace) -> int:
     pipeline = Pipeline(config)
     try:
         pipeline.start()
+    except StoreInUseError as exc:
+        print(
+            f"sessionlens collector: cannot start: {_one_line(exc)}: stop the other collector, "
+            f"or give this one its own exporters.{config.exporter.id}.endpoint",
+            file=sys.stderr,
+        )
+        return 1
     except StorageError as exc:
         print(
             f"sessionlens collector: cannot start: {_one_line(exc)} "

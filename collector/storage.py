@@ -7,6 +7,7 @@ or cluster. Everything sessionlens stores or reads goes through the client retur
 
 from __future__ import annotations
 
+import fcntl
 import os
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
@@ -25,6 +26,31 @@ _URL_HELP = (
 
 class StorageError(Exception):
     """The storage URL is wrong, a driver is missing, or ClickHouse cannot be reached."""
+
+
+class StoreInUseError(StorageError):
+    """The embedded store is open in another process (chDB allows one process per path)."""
+
+
+def store_in_use(path: str) -> bool:
+    """Whether another process holds the embedded store at ``path`` open.
+
+    The ClickHouse engine takes an exclusive ``flock`` on ``<path>/status`` while it runs,
+    so this asks the same lock (and gives it back at once). Only meaningful before this
+    process opens the store itself: its own lock would count too.
+    """
+    try:
+        fd = os.open(os.path.join(path, "status"), os.O_RDONLY)
+    except OSError:
+        return False  # no status file: no engine has the store open
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def embedded_path(url: str) -> str | None:
@@ -68,6 +94,13 @@ def connect(url: str | None = None, *, database: str | None = None, **settings: 
                 interface="chdb", path=path, database=database, settings=settings or None
             )
         except Exception as exc:
+            # chDB reports a held lock only on stderr ("Cannot lock file …/status"); the
+            # exception says BAD_ARGUMENTS. Name the real cause.
+            if store_in_use(path):
+                raise StoreInUseError(
+                    f"the embedded ClickHouse store at {path} is open in another process "
+                    "(a running sessionlens collector?); a chDB store is single-process"
+                ) from exc
             raise StorageError(f"cannot open embedded ClickHouse at {path}: {exc}") from exc
 
     if parts.scheme in ("http", "https"):
