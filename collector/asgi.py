@@ -17,6 +17,7 @@ and does not touch the process's logging configuration.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import threading
@@ -41,6 +42,10 @@ class Limits:
     """Connections the kernel queues before they are accepted."""
     keep_alive_timeout: float = 5.0
     """Seconds an idle keep-alive connection stays open."""
+    request_head_timeout: float = 10.0
+    """Seconds a connection has to send a request's head (request line and headers), from
+    its opening or the end of its previous response; then it is closed. Uvicorn alone never
+    closes a connection that opened and sent nothing, nor one trickling its headers."""
     graceful_shutdown_timeout: float = 30.0
     """Seconds ``stop()`` waits for requests in flight before cancelling them."""
     max_header_bytes: int = 64 * 1024
@@ -50,6 +55,8 @@ class Limits:
         for name in ("max_connections", "max_concurrent_requests", "backlog", "max_header_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.request_head_timeout <= 0:
+            raise ValueError(f"request_head_timeout must be more than 0 seconds, not {self.request_head_timeout}")
         for name in ("keep_alive_timeout", "graceful_shutdown_timeout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more seconds, not {getattr(self, name)}")
@@ -102,6 +109,45 @@ class _RequestLimit:
             await self.app(scope, receive, send)
         finally:
             self.active -= 1
+
+
+def _h11_protocol(head_timeout: float):
+    """Uvicorn's h11 protocol (strict HTTP/1.1 parsing: a bad Content-Length or chunk size is
+    a 400, never a guess) with a deadline for each request head."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class _Protocol(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+        _armed_for: object = None
+
+        def _arm_head_deadline(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            self._armed_for = self.cycle  # a new request head replaces the cycle
+            self._head_timer = self.loop.call_later(head_timeout, self._head_deadline)
+
+        def _head_deadline(self) -> None:
+            self._head_timer = None
+            idle = self.cycle is None or self.cycle.response_complete
+            if self.cycle is self._armed_for and idle and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm_head_deadline()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm_head_deadline()
+
+        def connection_lost(self, exc) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+            super().connection_lost(exc)
+
+    return _Protocol
 
 
 def _uvicorn_server(ready: threading.Event):
@@ -168,6 +214,7 @@ class AsgiServer:
         config = uvicorn.Config(
             _RequestLimit(self.app, limits.max_concurrent_requests),
             lifespan="off",
+            http=_h11_protocol(limits.request_head_timeout),
             ws="none",
             log_config=None,  # leave the process's logging alone
             log_level=logging.WARNING,

@@ -142,10 +142,13 @@ def render(value) -> str:
 
 _composite_cache: dict[bytes, str] = {}
 _COMPOSITE_CACHE_SIZE = 4096
+COMPOSITE_CACHE_MAX_VALUE = 1024
+"""Bytes of an encoded value the cache keeps at most: the values that repeat are small, and
+the bound keeps the whole cache to a few MiB (each JSON text is at most ~4× its encoding)."""
 
 
 def _composite(value) -> str:
-    """An array or map value as JSON, cached by its encoding.
+    """An array or map value as JSON, cached by its encoding when it is small.
 
     Such values repeat a lot (``finish_reasons: ["stop"]``) and walking them element by
     element is the slowest part of decoding; serializing the small message is cheap.
@@ -154,9 +157,10 @@ def _composite(value) -> str:
     text = _composite_cache.get(key)
     if text is None:
         text = _to_json(_raw(value))
-        if len(_composite_cache) >= _COMPOSITE_CACHE_SIZE:
-            _composite_cache.clear()  # bounded; a simple reset keeps the hot path cheap
-        _composite_cache[key] = text
+        if len(key) <= COMPOSITE_CACHE_MAX_VALUE:
+            if len(_composite_cache) >= _COMPOSITE_CACHE_SIZE:
+                _composite_cache.clear()  # bounded; a simple reset keeps the hot path cheap
+            _composite_cache[key] = text
     return text
 
 
@@ -227,6 +231,8 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
         return json_format.ParseDict(
             document, ExportTraceServiceRequest(), ignore_unknown_fields=True
         )
+    except RecursionError:  # the JSON parser's own depth bound: nesting only a hostile body has
+        raise MalformedRequest("not an OTLP/JSON ExportTraceServiceRequest: nested too deep") from None
     except (ValueError, AttributeError, TypeError, json_format.ParseError) as exc:
         raise MalformedRequest(f"not an OTLP/JSON ExportTraceServiceRequest: {exc}") from None
 

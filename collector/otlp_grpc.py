@@ -5,11 +5,17 @@ lenient path for invalid UTF-8; grpcio itself handles gzip and the message size 
 (RESOURCE_EXHAUSTED). Errors follow the OTLP specification: INVALID_ARGUMENT for a
 malformed request, UNAUTHENTICATED, and UNAVAILABLE with a ``google.rpc.RetryInfo`` in
 the ``grpc-status-details-bin`` trailer when spans cannot be stored now.
+
+Bounds: at most ``max_concurrent_requests`` requests are handled at once and the receiver's
+budget of request bytes in flight is shared with OTLP/HTTP; past either a request gets
+UNAVAILABLE with RetryInfo at once. grpcio holds a whole message before a handler runs, so
+it may queue as many again; beyond that grpcio itself answers RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -69,8 +75,30 @@ class GrpcServer:
         self._exporting = exporting
         self._server: grpc.Server | None = None
         self.port = 0
+        self._active = 0
+        self._lock = threading.Lock()
 
     def _export(self, body: bytes, context: grpc.ServicerContext) -> bytes:
+        limit = self._config.max_concurrent_requests
+        with self._lock:
+            busy = self._active >= limit
+            if not busy:
+                self._active += 1
+        if busy:
+            context.abort_with_status(unavailable_status(
+                f"the collector is handling {limit} requests already "
+                "(receivers.otlp.protocols.grpc.max_concurrent_requests); retry later", 1.0,
+            ))
+        try:
+            with self._exporting.in_flight.hold() as budget:
+                if not budget.take(len(body)):
+                    context.abort_with_status(unavailable_status(budget.refusal(), 1.0))
+                return self._handle(body, context)
+        finally:
+            with self._lock:
+                self._active -= 1
+
+    def _handle(self, body: bytes, context: grpc.ServicerContext) -> bytes:
         authorization = None
         for key, value in context.invocation_metadata():
             if key == "authorization":
@@ -97,10 +125,13 @@ class GrpcServer:
         handler = grpc.method_handlers_generic_handler(
             SERVICE, {"Export": grpc.unary_unary_rpc_method_handler(self._export)}
         )
-        workers = max(config.max_concurrent_requests, 1)
+        # Twice the bound: the requests past it are refused with RetryInfo by a thread of
+        # their own instead of waiting, unanswered, in grpcio's queue.
+        workers = 2 * max(config.max_concurrent_requests, 1)
         server = grpc.server(
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otlp-grpc"),
             handlers=(handler,),
+            maximum_concurrent_rpcs=workers,
             options=[
                 ("grpc.max_receive_message_length", config.max_recv_msg_size_mib * 1024 * 1024),
                 # grpcio sets SO_REUSEPORT by default: two collectors would share the port.

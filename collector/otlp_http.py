@@ -1,24 +1,37 @@
-"""OTLP/HTTP transport: ``POST /v1/traces`` with protobuf or JSON bodies, optionally gzipped.
+"""OTLP/HTTP transport: ``POST /v1/traces`` with protobuf or JSON bodies, optionally gzipped,
+served by Starlette on the collector's one ASGI server stack (``collector.asgi``: uvicorn).
 
 Status codes per the OTLP/HTTP specification: 200 with an ExportTraceServiceResponse,
-400 malformed, 401 unauthenticated, 413 too large, 415 unsupported content type, 503 with
-``Retry-After`` when spans cannot be stored now. Error bodies are a ``google.rpc.Status``
+400 malformed, 401 unauthenticated, 408 body not sent in time, 413 too large, 415
+unsupported content type, 503 with ``Retry-After`` when spans cannot be stored now or the
+collector holds as many request bytes as it may. Error bodies are a ``google.rpc.Status``
 in the request's encoding.
+
+What the server stack gives: strict HTTP/1.1 parsing by h11 (a negative or malformed
+Content-Length or chunk size is a 400, never a guess), a deadline for each request head,
+an idle keep-alive timeout, bounded connections and concurrent requests, a real listen
+backlog. What this module adds: a deadline for reading the body, the body size limit
+(also after gunzip, every gzip member decoded), and the receiver's shared budget of request
+bytes in flight. Decompression, parsing and export run on a worker thread, never on the
+event loop.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import threading
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import anyio
 from google.protobuf import json_format
 from google.rpc import status_pb2
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
 
-from sessionlens.collector import otlp
+from sessionlens.collector import asgi, otlp
 from sessionlens.collector.auth import Unauthenticated
 from sessionlens.collector.component import ExportUnavailable
 
@@ -27,8 +40,8 @@ log = logging.getLogger("sessionlens.collector")
 PATH = "/v1/traces"
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-_STOP_GRACE_S = 30.0  # in-flight requests wait for their batch to be stored
-_DISCARD_MAX = 4 << 20  # larger refused bodies are cut off by closing the connection
+_DISCARD_MAX = 4 << 20  # a refused body up to this size is read, so the client sees the answer
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 class _Reject(Exception):
@@ -40,128 +53,127 @@ class _Reject(Exception):
         self.headers = headers or {}
 
 
-def _gunzip(body: bytes, limit: int) -> bytes:
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise _Reject(400, f"body is not valid gzip: {exc}") from None
-    if len(data) > limit:
-        raise _Reject(413, f"decompressed body exceeds {limit} bytes")
-    return data
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: exporters reuse connections
-    server: _Server
-
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
-        pass  # one line per request would drown the collector's log
-
-    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _content_type(self) -> str:
-        return (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
-
-    def _fail(self, status: int, message: str, headers: dict[str, str]) -> None:
-        error = status_pb2.Status(code=status, message=message)
-        if self._content_type() == JSON:
-            self._send(status, json_format.MessageToJson(error).encode(), JSON, headers)
-        else:
-            self._send(status, error.SerializeToString(), PROTOBUF, headers)
-
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
-        with self.server.request():
-            try:
-                self._send(200, *self._export(), {})
-            except _Reject as reject:
-                self._fail(reject.status, str(reject), reject.headers)
-
-    def _discard(self, length: int) -> None:
-        """Read and drop a refused body, so the client sees the answer rather than a reset."""
-        self.close_connection = True  # whatever is left unread must not pass for a request
-        remaining = min(length, _DISCARD_MAX)
-        while remaining > 0:
-            chunk = self.rfile.read(min(remaining, 1 << 20))
-            if not chunk:
-                return
-            remaining -= len(chunk)
-
-    def _chunked(self) -> bool:
-        return "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
-
-    def _length(self) -> int:
-        """The Content-Length (for a chunked body: 0, its size is learned while reading)."""
-        if self._chunked():
-            return 0
+def gunzip(body: bytes, limit: int) -> bytes:
+    """Every member of a gzip body, concatenated (RFC 1952 allows several); at most ``limit`` bytes."""
+    parts, size = [], 0
+    while body:
+        if not body.startswith(_GZIP_MAGIC):
+            raise _Reject(400, "body is not valid gzip: data after the last gzip member")
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
-            return int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            self.close_connection = True
-            raise _Reject(400, "bad Content-Length") from None
+            data = inflater.decompress(body, limit + 1 - size)
+        except zlib.error as exc:
+            raise _Reject(400, f"body is not valid gzip: {exc}") from None
+        size += len(data)
+        if size > limit or inflater.unconsumed_tail:
+            raise _Reject(413, f"decompressed body exceeds {limit} bytes")
+        if not inflater.eof:
+            raise _Reject(400, "body is not valid gzip: truncated")
+        parts.append(data)
+        body = inflater.unused_data
+    return b"".join(parts)
 
-    def _read_chunked(self, limit: int) -> bytes:
-        """A ``Transfer-Encoding: chunked`` body (Node's OTLP exporters send these)."""
+
+def _content_type(request: Request) -> str:
+    return (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+
+
+def _status_response(status: int, message: str, content_type: str, headers: dict[str, str]) -> Response:
+    error = status_pb2.Status(code=status, message=message)
+    if content_type == JSON:
+        return Response(json_format.MessageToJson(error).encode(), status, headers, media_type=JSON)
+    return Response(error.SerializeToString(), status, headers, media_type=PROTOBUF)
+
+
+class _Traces:
+    """The ``/v1/traces`` endpoint for one ``Exporting`` and its limits."""
+
+    def __init__(self, config, exporting) -> None:
+        self.exporting = exporting
+        self.max_body = config.max_request_body_size
+        self.read_timeout = config.read_timeout
+
+    async def endpoint(self, request: Request) -> Response:
+        content_type = _content_type(request)
+        try:
+            if request.method != "POST":
+                raise _Reject(405, f"use POST {PATH}", {"Allow": "POST"})
+            return await self._export(request, content_type)
+        except _Reject as reject:
+            headers = dict(reject.headers)
+            # A client refused for load gets its answer even for a big body: it will retry.
+            if not await self._discard(request, self.max_body if reject.status == 503 else _DISCARD_MAX):
+                headers["Connection"] = "close"  # what is left unread must not pass for a request
+            return _status_response(reject.status, str(reject), content_type, headers)
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is listening for the answer
+
+    async def _discard(self, request: Request, limit: int) -> bool:
+        """Read and drop what is left of a refused body (up to ``limit`` bytes and the read
+        deadline), so the client reads the answer instead of a reset; True when it was all
+        read, so the connection can be reused."""
+        declared = request.headers.get("content-length")
+        if declared is not None and int(declared) > limit:
+            return False
+        dropped = 0
+        try:
+            with anyio.fail_after(self.read_timeout):
+                async for chunk in request.stream():
+                    dropped += len(chunk)
+                    if dropped > limit:
+                        return False
+        except (TimeoutError, ClientDisconnect, RuntimeError):
+            return False  # RuntimeError: the stream was consumed already
+        return True
+
+    async def _read_body(self, request: Request, budget) -> bytes:
+        declared = request.headers.get("content-length")  # h11 checked it is a number
+        if declared is not None:
+            if int(declared) > self.max_body:
+                raise _Reject(413, f"body exceeds {self.max_body} bytes")
+            if not budget.take(int(declared)):  # refused before a byte is read
+                raise _Reject(503, budget.refusal(), {"Retry-After": "1"})
         parts, size = [], 0
-        while True:
-            line = self.rfile.readline(1024)
-            try:
-                chunk = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                self.close_connection = True
-                raise _Reject(400, "malformed chunked body") from None
-            if chunk == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return b"".join(parts)
-            size += chunk
-            if size > limit:
-                self.close_connection = True
-                raise _Reject(413, f"body exceeds {limit} bytes")
-            parts.append(self.rfile.read(chunk))
-            self.rfile.readline(1024)  # the CRLF after each chunk
+        try:
+            with anyio.fail_after(self.read_timeout):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > self.max_body:
+                        raise _Reject(413, f"body exceeds {self.max_body} bytes")
+                    if declared is None and not budget.take(len(chunk)):  # chunked
+                        raise _Reject(503, budget.refusal(), {"Retry-After": "1"})
+                    parts.append(chunk)
+        except TimeoutError:
+            raise _Reject(408, f"the body was not received within {self.read_timeout:g} s") from None
+        return b"".join(parts)
 
-    def _read_body(self, length: int, limit: int) -> bytes:
-        if length > limit:
-            self._discard(length)
-            raise _Reject(413, f"body exceeds {limit} bytes")
-        body = self._read_chunked(limit) if self._chunked() else self.rfile.read(length)
-        encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
-        if encoding == "gzip":
-            return _gunzip(body, limit)
-        if encoding != "identity":
-            raise _Reject(415, f"unsupported Content-Encoding {encoding!r}: use gzip or none")
-        return body
-
-    def _export(self) -> tuple[bytes, str]:
-        server = self.server
-        length = self._length()
-        if self.path.split("?", 1)[0] != PATH:
-            self._discard(length)
-            raise _Reject(404, f"not found: OTLP traces go to POST {PATH}")
-        content_type = self._content_type()
+    async def _export(self, request: Request, content_type: str) -> Response:
         if content_type not in (PROTOBUF, JSON):
-            self._discard(length)
             raise _Reject(415, f"unsupported Content-Type {content_type!r}: use {PROTOBUF} or {JSON}")
+        encoding = (request.headers.get("content-encoding") or "identity").strip().lower()
+        if encoding not in ("gzip", "identity"):
+            raise _Reject(415, f"unsupported Content-Encoding {encoding!r}: use gzip or none")
         try:
-            project = server.exporting.authenticate(self.headers.get("Authorization"))
+            project = self.exporting.authenticate(request.headers.get("authorization"))
         except Unauthenticated as exc:
-            self._discard(length)
             raise _Reject(401, str(exc), {"WWW-Authenticate": "Bearer"}) from None
-        body = self._read_body(length, server.max_body)
+        with self.exporting.in_flight.hold() as budget:
+            body = await self._read_body(request, budget)
+            return await run_in_threadpool(self._handle, body, encoding, content_type, project, budget)
+
+    def _handle(self, body: bytes, encoding: str, content_type: str, project, budget) -> Response:
+        """Decompress, parse and export on a worker thread."""
+        if encoding == "gzip":
+            body = gunzip(body, self.max_body)
+            if not budget.take(len(body)):
+                raise _Reject(503, budget.refusal(), {"Retry-After": "1"})
         try:
-            request = otlp.parse_json(body) if content_type == JSON else otlp.parse_protobuf(body)
+            parsed = otlp.parse_json(body) if content_type == JSON else otlp.parse_protobuf(body)
         except otlp.MalformedRequest as exc:
             raise _Reject(400, str(exc)) from None
+        del body
         try:
-            decoded = server.exporting.export(request, project)
+            decoded = self.exporting.export(parsed, project)
         except ExportUnavailable as exc:
             retry = str(max(1, math.ceil(exc.retry_after)))
             raise _Reject(503, str(exc), {"Retry-After": retry}) from None
@@ -170,81 +182,52 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Reject(500, "internal error; see the collector log") from None
         response = decoded.response()
         if content_type == JSON:
-            return json_format.MessageToJson(response, indent=None).encode(), JSON
-        return response.SerializeToString(), PROTOBUF
-
-    def do_GET(self) -> None:  # noqa: N802
-        self._fail(405, f"use POST {PATH}", {"Allow": "POST"})
-
-    do_PUT = do_DELETE = do_PATCH = do_GET
+            return Response(json_format.MessageToJson(response, indent=None).encode(), 200, media_type=JSON)
+        return Response(response.SerializeToString(), 200, media_type=PROTOBUF)
 
 
-class _Server(ThreadingHTTPServer):
-    # Connection threads may idle in keep-alive forever: don't join them on close; requests
-    # in flight are waited for by ``drain`` instead.
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], exporting, max_body: int) -> None:
-        self.exporting = exporting
-        self.max_body = max_body
-        self._inflight = 0
-        self._idle = threading.Condition()
-        super().__init__(address, _Handler)
-
-    @contextlib.contextmanager
-    def request(self):
-        with self._idle:
-            self._inflight += 1
-        try:
-            yield
-        finally:
-            with self._idle:
-                self._inflight -= 1
-                self._idle.notify_all()
-
-    def drain(self, timeout: float) -> bool:
-        """Wait for the requests in flight to be answered; False if some still are."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._inflight == 0, timeout)
+def _not_found(request: Request, exc) -> Response:
+    return _status_response(404, f"not found: OTLP traces go to POST {PATH}", _content_type(request), {})
 
 
 class HttpServer:
-    """A threaded HTTP server serving OTLP/HTTP traces for an ``Exporting``."""
+    """OTLP/HTTP traces for an ``Exporting``, on an :class:`asgi.AsgiServer`."""
 
     def __init__(self, config, exporting) -> None:
         self._config = config
-        self._exporting = exporting
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
+        traces = _Traces(config, exporting)
+        app = Starlette(
+            routes=[Route(PATH, traces.endpoint, methods=["POST", "GET", "PUT", "DELETE", "PATCH"])],
+            exception_handlers={404: _not_found},
+        )
+        self._server = asgi.AsgiServer(
+            app,
+            config.endpoint,
+            name="OTLP/HTTP",
+            limits=asgi.Limits(
+                max_connections=config.max_connections,
+                max_concurrent_requests=config.max_concurrent_requests,
+                backlog=config.backlog,
+                keep_alive_timeout=config.idle_timeout,
+                request_head_timeout=config.read_header_timeout,
+            ),
+        )
+
+    @property
+    def port(self) -> int:
+        return self._server.port
 
     def start(self) -> None:
-        endpoint = self._config.endpoint
-        host, _, port = endpoint.rpartition(":")
         try:
-            address = (host.strip("[]") or "127.0.0.1", int(port))
-            self._server = _Server(address, self._exporting, self._config.max_request_body_size)
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
+            self._server.start()
+        except otlp.ListenError as exc:
             raise otlp.ListenError(
-                f"OTLP/HTTP cannot listen on {endpoint}: {reason} "
-                "(is another collector running? change receivers.otlp.protocols.http.endpoint)"
+                f"{exc} (is another collector running? change receivers.otlp.protocols.http.endpoint)"
             ) from None
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="otlp-http", daemon=True
-        )
-        self._thread.start()
 
     def describe(self) -> str:
-        host = self._config.endpoint.rpartition(":")[0]
-        return f"OTLP/HTTP {host}:{self.port}"
+        return self._server.describe()
 
     def stop(self) -> None:
         """Stop accepting requests, then wait for those in flight to be answered."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            if not self._server.drain(_STOP_GRACE_S):
-                log.warning("OTLP/HTTP requests still in flight after %.0f s", _STOP_GRACE_S)
-            self._server = None
+        self._server.stop()

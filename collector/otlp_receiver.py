@@ -14,13 +14,16 @@ handing the decoded spans to the pipeline, which returns only once they are dura
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from sessionlens import conventions
 from sessionlens.collector import otlp
-from sessionlens.collector.component import Host
+from sessionlens.collector.component import Duration, Host
 
 TYPE = "otlp"
 
@@ -44,10 +47,25 @@ class GrpcConfig:
 
 @dataclass
 class HttpConfig:
+    """The Collector's confighttp server settings, and the bounds of sessionlens's server."""
+
     endpoint: str = "127.0.0.1:4318"
     max_request_body_size: int = 64 * MIB
     """Bytes, after decompression."""
     auth: AuthConfig | None = None
+    read_header_timeout: Duration = Duration(10.0)
+    """How long a connection may take to send a request's head (a silent or trickling
+    client is disconnected)."""
+    read_timeout: Duration = Duration(60.0)
+    """How long a request's body may take to arrive (then 408)."""
+    idle_timeout: Duration = Duration(30.0)
+    """How long an idle keep-alive connection stays open."""
+    max_concurrent_requests: int = 64
+    """Requests handled at once (beyond: 503 with Retry-After)."""
+    max_connections: int = 1024
+    """Open connections, idle ones included (beyond: 503)."""
+    backlog: int = 1024
+    """Connections the kernel queues before they are accepted."""
 
 
 @dataclass
@@ -59,18 +77,75 @@ class Protocols:
 @dataclass
 class Config:
     protocols: Protocols = field(default_factory=Protocols)
+    max_bytes_in_flight_mib: int = 32
+    """Request bytes (as received, and again after gunzip) all transports hold at once
+    while decoding and storing; beyond it requests are refused with UNAVAILABLE / 503 and
+    a retry delay. Decoding takes several times a request's size: this bounds memory."""
 
     def __post_init__(self) -> None:
         if self.protocols.grpc is None and self.protocols.http is None:
             raise ValueError("enable protocols.grpc and/or protocols.http")
+        if self.max_bytes_in_flight_mib < 1:
+            raise ValueError(f"max_bytes_in_flight_mib must be at least 1, got {self.max_bytes_in_flight_mib}")
+
+
+class InFlight:
+    """The bytes of requests being handled, across transports, and their bound.
+
+    A request larger than the whole bound is still taken when nothing else is held, so
+    every request the size limits allow can get through.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[_Hold]:
+        """A request's share: ``take`` more as it arrives; all given back at the end."""
+        share = _Hold(self)
+        try:
+            yield share
+        finally:
+            with self._lock:
+                self.used -= share.held
+
+    def refusal(self) -> str:
+        return (
+            f"the collector is handling {self.used} bytes of requests, its bound "
+            "(receivers.otlp.max_bytes_in_flight_mib); retry later"
+        )
+
+
+class _Hold:
+    __slots__ = ("_owner", "held")
+
+    def __init__(self, owner: InFlight) -> None:
+        self._owner = owner
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        """Count ``size`` more bytes; False (nothing counted) when the bound is reached."""
+        owner = self._owner
+        with owner._lock:
+            if owner.used + size > owner.limit and owner.used > self.held:
+                return False
+            owner.used += size
+            self.held += size
+            return True
+
+    def refusal(self) -> str:
+        return self._owner.refusal()
 
 
 class Exporting:
     """What a transport calls: authenticate a request, then export its spans."""
 
-    def __init__(self, consume, authenticator) -> None:
+    def __init__(self, consume, authenticator, in_flight: InFlight) -> None:
         self._consume = consume
         self._authenticator = authenticator
+        self.in_flight = in_flight
 
     def authenticate(self, authorization: str | None) -> str | None:
         """The caller's project (None without auth); raises ``auth.Unauthenticated``."""
@@ -96,17 +171,18 @@ class OtlpReceiver:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._servers: list = []
+        self._in_flight = InFlight(config.max_bytes_in_flight_mib * MIB)
 
     def _exporting(self, host: Host, auth: AuthConfig | None, consume) -> Exporting:
         if auth is None or not auth.authenticator:
-            return Exporting(consume, None)
+            return Exporting(consume, None, self._in_flight)
         extension = getattr(host, "extension", lambda _id: None)(auth.authenticator)
         if extension is None:
             raise ValueError(
                 f"receivers.otlp: authenticator {auth.authenticator!r} is not an enabled "
                 "extension (define it under extensions and list it in service.extensions)"
             )
-        return Exporting(consume, extension)
+        return Exporting(consume, extension, self._in_flight)
 
     def start(self, host: Host, consume) -> None:
         from sessionlens.collector import otlp_grpc, otlp_http  # only the transports in use

@@ -162,3 +162,29 @@ def test_bad_limits_are_refused():
         Limits(max_concurrent_requests=0)
     with pytest.raises(ValueError, match="keep_alive_timeout must be 0 or more"):
         Limits(keep_alive_timeout=-1)
+
+
+def test_a_connection_that_sends_no_whole_head_in_time_is_closed(server):
+    s = server(request_head_timeout=0.5)
+    silent = socket.create_connection(("127.0.0.1", s.port))
+    trickling = socket.create_connection(("127.0.0.1", s.port))
+    silent.settimeout(5)
+    trickling.settimeout(5)
+    started = time.monotonic()
+    trickling.sendall(b"GET / HTTP/1.1\r\n")
+    time.sleep(0.3)
+    trickling.sendall(b"Host: x\r\n")  # data, but never the end of the head
+    assert silent.recv(1) == b"" and trickling.recv(1) == b""
+    assert time.monotonic() - started < 3
+    silent.close()
+    trickling.close()
+    # A request whose handling takes longer than the head deadline is not cut.
+    release, entered = threading.Event(), threading.Event()
+    slow = server(_app(release, entered), request_head_timeout=0.3)
+    threading.Timer(1.0, release.set).start()
+    assert httpx.get(slow.url + "/slow", timeout=10).text == "done"
+    # Keep-alive: the next request on the same connection gets a fresh deadline.
+    with httpx.Client(base_url=s.url) as client:
+        assert client.get("/").text == "hello"
+        time.sleep(0.2)
+        assert client.get("/").text == "hello"

@@ -248,3 +248,225 @@ def test_poison_spans_cost_no_other_span(tmp_path):
         cost = attributes.get("gen_ai.usage.cost")
         assert cost is None or 0 <= float(cost) < 1e12, attributes
         assert len(attributes.get("gen_ai.usage.input_tokens", "")) < 20, attributes
+
+
+# --- hostile HTTP and gRPC clients, against one collector process ------------------------
+
+import gzip  # noqa: E402
+import http.client  # noqa: E402
+import socket  # noqa: E402
+
+from google.rpc import status_pb2  # noqa: E402
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+HEAD_TIMEOUT_S, READ_TIMEOUT_S = 2.0, 3.0
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory):
+    """A collector process serving OTLP/gRPC and OTLP/HTTP with short client deadlines."""
+    tmp_path = tmp_path_factory.mktemp("edge")
+    http_port = free_port()
+    grpc_line = '      grpc: {endpoint: "127.0.0.1:%d"}'
+    config, port, url = write_config(tmp_path)
+    text = config.read_text()
+    line = grpc_line % port
+    assert line in text
+    config.write_text(text.replace(line, line + (
+        f'\n      http: {{endpoint: "127.0.0.1:{http_port}", read_header_timeout: {HEAD_TIMEOUT_S}s,'
+        f' read_timeout: {READ_TIMEOUT_S}s, idle_timeout: 2s, max_request_body_size: 20971520}}'
+    )))
+    log_path = tmp_path / "collector.log"
+    process = start_collector(config, log_path)
+    yield process, port, http_port
+    stop(process, log_path)
+
+
+def peak_rss(process) -> int:
+    """Bytes: the collector process's peak resident set so far."""
+    with open(f"/proc/{process.pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def raw_http(port: int, head: bytes, body: bytes = b"", timeout: float = 10.0) -> bytes:
+    """Send bytes as they are; return everything the server answers until it closes (or the timeout)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+                if b"\r\n\r\n" in answer and b"connection: close" not in answer.lower():
+                    break
+        except (TimeoutError, ConnectionResetError):
+            pass
+    return answer
+
+
+def post(port: int, body: bytes, headers: dict | None = None, content_type: str = "application/x-protobuf"):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("POST", "/v1/traces", body=body, headers={"Content-Type": content_type, **(headers or {})})
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+def one_span_request(n: int, **fields) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add()
+    span.trace_id = fields.get("trace_id", (n + 1).to_bytes(16, "big"))
+    span.span_id = fields.get("span_id", (n + 1).to_bytes(8, "big"))
+    span.name, span.start_time_unix_nano, span.end_time_unix_nano = "edge", 10**18, 10**18 + 1
+    return request
+
+
+def test_http_content_length_minus_one_and_chunk_size_minus_one_are_400(edge):
+    _, _, http_port = edge
+    head = (b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            b"Content-Length: -1\r\n\r\n")
+    answer = raw_http(http_port, head, b"\0" * 65536)  # no more than the socket buffers take
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    head = (b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    answer = raw_http(http_port, head, b"-1\r\n" + b"\0" * 65536)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    two_lengths = (b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                   b"Content-Length: 5\r\nContent-Length: 6\r\n\r\n")
+    assert raw_http(http_port, two_lengths, b"\0" * 6).startswith(b"HTTP/1.1 400")
+
+
+def test_silent_and_trickling_connections_are_closed_and_cost_no_one_else(edge):
+    _, port, http_port = edge
+    idle = [socket.create_connection(("127.0.0.1", http_port)) for _ in range(400)]
+    trickler = socket.create_connection(("127.0.0.1", http_port))
+    try:
+        opened = time.monotonic()
+        trickler.sendall(b"POST /v1/traces HTTP/1.1\r\n")
+        # Meanwhile both transports serve as usual.
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            export_stub(channel)(load_request(2_000_000, 10), timeout=10)
+        assert post(http_port, one_span_request(2_000_100).SerializeToString())[0] == 200
+        for _ in range(20):  # a header line now and then: never a whole head
+            time.sleep(0.25)
+            try:
+                trickler.sendall(b"X-Slow: 1\r\n")
+            except OSError:
+                break
+        for sock in [*idle, trickler]:
+            sock.settimeout(HEAD_TIMEOUT_S + 10)
+            try:
+                assert sock.recv(1) == b""  # closed by the collector
+            except ConnectionResetError:
+                pass
+        assert time.monotonic() - opened < HEAD_TIMEOUT_S + 10
+    finally:
+        for sock in [*idle, trickler]:
+            sock.close()
+
+
+def test_a_burst_of_new_connections_is_queued_not_reset(edge):
+    _, _, http_port = edge
+    body = one_span_request(2_000_200).SerializeToString()
+    for _ in range(3):
+        statuses: list = []
+
+        def send() -> None:
+            try:
+                statuses.append(post(http_port, body)[0])
+            except OSError as exc:
+                statuses.append(repr(exc))
+
+        threads = [threading.Thread(target=send) for _ in range(64)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert statuses == [200] * 64
+
+
+def test_a_slow_body_gets_408(edge):
+    _, _, http_port = edge
+    head = (b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            b"Content-Length: 1000\r\n\r\n")
+    started = time.monotonic()
+    answer = raw_http(http_port, head, b"\0" * 10, timeout=READ_TIMEOUT_S + 10)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert time.monotonic() - started < READ_TIMEOUT_S + 5
+
+
+def _big_request(mib: int) -> bytes:
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    n = 0
+    while request.ByteSize() < mib << 20:
+        for _ in range(1000):
+            span = spans.add()
+            n += 1
+            span.trace_id, span.span_id = (3_000_000 + n).to_bytes(16, "big"), (3_000_000 + n).to_bytes(8, "big")
+            span.name, span.start_time_unix_nano, span.end_time_unix_nano = "big", 10**18, 10**18 + 1
+            for j in range(4):
+                kv = span.attributes.add()
+                kv.key, kv.value.string_value = f"attr{j}", "x" * 200
+    return request.SerializeToString()
+
+
+def test_concurrent_huge_requests_are_bounded_and_refused_with_retry_after(edge):
+    process, port, http_port = edge
+    body = _big_request(15)
+    outcomes: list = []
+
+    def http_send() -> None:
+        status, headers, raw = post(http_port, body)
+        outcomes.append((status, headers.get("Retry-After")))
+
+    def grpc_send() -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
+            try:
+                export_stub(ch)(body, timeout=60)
+                outcomes.append((200, None))
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+                metadata = dict(exc.trailing_metadata())
+                status = status_pb2.Status.FromString(metadata["grpc-status-details-bin"])
+                assert "retry later" in status.message and status.details  # RetryInfo
+                outcomes.append((503, "RetryInfo"))
+
+    threads = [threading.Thread(target=http_send) for _ in range(24)]
+    threads += [threading.Thread(target=grpc_send) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(outcomes) == 32
+    assert {status for status, _ in outcomes} == {200, 503}
+    assert all(retry for status, retry in outcomes if status == 503)
+    assert peak_rss(process) < 1200 << 20, f"peak RSS {peak_rss(process) >> 20} MiB"
+
+
+def test_every_gzip_member_is_decoded(edge):
+    _, _, http_port = edge
+    good = one_span_request(2_000_300).SerializeToString()
+    invalid = one_span_request(0, trace_id=bytes(16)).SerializeToString()  # all-zero trace id
+    # Concatenated protobuf messages merge: the second member's span must be seen (and rejected).
+    status, _, raw = post(http_port, gzip.compress(good) + gzip.compress(invalid), {"Content-Encoding": "gzip"})
+    assert status == 200
+    assert ExportTraceServiceResponse.FromString(raw).partial_success.rejected_spans == 1
+    status, _, _ = post(http_port, gzip.compress(good) + b"trailing junk", {"Content-Encoding": "gzip"})
+    assert status == 400
+
+
+def test_json_nested_10000_deep_is_a_clean_400(edge):
+    _, _, http_port = edge
+    deep = ('{"resourceSpans": [{"resource": {"attributes": [{"key": "k", "value": '
+            + '{"arrayValue": {"values": [' * 10_000 + "]}}" * 10_000 + "}]}}]}")
+    status, headers, raw = post(http_port, deep.encode(), content_type="application/json")
+    assert status == 400
+    assert json.loads(raw)["message"]

@@ -221,9 +221,9 @@ def _post(port: int, body: bytes, content_type: str, headers: dict | None = None
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read()
+            return response.status, response.headers, response.read()  # case-insensitive
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
+        return error.code, error.headers, error.read()
 
 
 def test_http_json_with_hex_ids_enum_ints_and_partial_success(collector):

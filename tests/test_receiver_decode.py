@@ -150,3 +150,45 @@ def test_any_bytes_in_a_string_field_become_replacement_decoded_text(raw, in_nam
     (decoded,) = otlp.decode(otlp.parse_protobuf(body)).spans
     expected = raw.decode("utf-8", "replace")
     assert (decoded.name if in_name else decoded.attributes["k"]) == expected
+
+
+def test_the_composite_value_cache_is_bounded_in_bytes():
+    otlp._composite_cache.clear()
+    repeated = _array(_value(string_value="stop"))
+    for i in range(400):  # distinct ~0.8 MiB arrays, as a hostile client sends them
+        big = _array(*[_value(string_value=f"{i}-{j}-" + "x" * 800) for j in range(1000)])
+        assert otlp.render(big).startswith(f'["{i}-0-')
+        otlp.render(repeated)
+    held = sum(len(k) + len(v) for k, v in otlp._composite_cache.items())
+    assert held < 16 << 20
+    assert repeated.SerializeToString() in otlp._composite_cache  # small values are still cached
+
+
+def test_protobuf_nested_10000_deep_is_malformed_not_a_crash():
+    value = _value(string_value="leaf")
+    raw = value.SerializeToString()
+    for _ in range(10_000):  # AnyValue{array_value: ArrayValue{values: [raw]}}, by hand: no recursion here
+        array = b"\x0a" + _varint(len(raw)) + raw
+        raw = b"\x2a" + _varint(len(array)) + array
+    kv = b"\x0a\x01k" + b"\x12" + _varint(len(raw)) + raw
+    span = b"\x0a\x10" + b"\x01" * 16 + b"\x12\x08" + b"\x02" * 8 + b"\x4a" + _varint(len(kv)) + kv
+    scope_spans = b"\x12" + _varint(len(span)) + span
+    resource_spans = b"\x12" + _varint(len(scope_spans)) + scope_spans
+    body = b"\x0a" + _varint(len(resource_spans)) + resource_spans
+    with pytest.raises(otlp.MalformedRequest):
+        otlp.parse_protobuf(body)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def test_json_nested_too_deep_is_malformed():
+    deep = '{"resourceSpans": [' * 5000 + "]}" * 5000
+    with pytest.raises(otlp.MalformedRequest, match="nested too deep"):
+        otlp.parse_json(deep.encode())
