@@ -45,6 +45,14 @@ class Host(Protocol):
         """The ClickHouse database the exporter writes to."""
         ...
 
+    def extension(self, component_id: str):
+        """A started extension by its id (e.g. ``bearertokenauth``), or None."""
+        ...
+
+    def on_exported(self, listener) -> None:
+        """Call ``listener(spans)`` after each batch the exporter made durable."""
+        ...
+
 
 Duration = NewType("Duration", float)
 """A config field in seconds; the YAML may say ``30m``, ``200ms``, ``1h`` or a number of seconds."""

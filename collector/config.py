@@ -34,7 +34,10 @@ REGISTRY: dict[str, dict[str, str]] = {
         "cost": "sessionlens.processors.cost",
     },
     "exporters": {"clickhouse": "sessionlens.collector.clickhouse_exporter"},
-    "extensions": {"bearertokenauth": "sessionlens.collector.auth"},
+    "extensions": {
+        "bearertokenauth": "sessionlens.collector.auth",
+        "sessions_api": "sessionlens.collector.sessions_api",
+    },
 }
 """For each kind of component, its type name → the module implementing it (imported lazily)."""
 

@@ -44,6 +44,15 @@ class PipelineHost:
     def __init__(self) -> None:
         self.exporter: Any = None
         self.extensions: dict[str, Any] = {}
+        self.export_listeners: list[Consumer] = []
+
+    def on_exported(self, listener: Consumer) -> None:
+        """Call ``listener(spans)`` after each batch the exporter made durable.
+
+        For extensions (the sessions API's live stream), registered in their ``start``. It
+        runs on the acknowledging thread: it must be quick and must not raise.
+        """
+        self.export_listeners.append(listener)
 
     def storage_client(self):
         """A new client on the exporter's storage, or None if the exporter has none."""
@@ -112,12 +121,17 @@ def _serialized(spec: ComponentSpec, processor: Any, downstream: Consumer) -> Co
     return consume
 
 
-def _exporting(spec: ComponentSpec, exporter: Any) -> Consumer:
+def _exporting(spec: ComponentSpec, exporter: Any, listeners: list[Consumer]) -> Consumer:
     export = exporter.export
     what = f"exporter {spec.id}"
 
     def consume(spans: list[Span]) -> None:
-        isolated(export, what, spans)
+        stored = isolated(export, what, spans)
+        for listener in listeners:  # told of the durable spans only
+            try:
+                listener(stored)
+            except Exception:  # the spans are durable: a listener's bug must not fail the ack
+                log.exception("an export listener failed")
 
     return consume
 
@@ -162,7 +176,7 @@ class Pipeline:
             processors = [(spec, self._create(spec)) for spec in self.config.processors]
             for spec, processor in processors:
                 self._start(spec, processor)
-            consume: Consumer = _exporting(exporter_spec, exporter)
+            consume: Consumer = _exporting(exporter_spec, exporter, self.host.export_listeners)
             for spec, processor in reversed(processors):
                 wrap = getattr(processor, "wrap", None)
                 consume = wrap(consume) if wrap is not None else _serialized(spec, processor, consume)

@@ -12,9 +12,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from sessionlens import conventions
 
-from sessionlens.collector.config import parse
+from sessionlens.collector import auth, sessions_api
+from sessionlens.collector.config import ComponentSpec, parse
 from sessionlens.collector.otlp_http import HttpServer
-from sessionlens.collector.otlp_receiver import HttpConfig
+from sessionlens.collector.otlp_receiver import AuthConfig, HttpConfig
 from sessionlens.collector.pipeline import Pipeline
 
 CONFIG = """
@@ -44,14 +45,25 @@ service:
 """Format with port (0: any free one), url (chdb:///path), database and spool (a directory)."""
 
 
-def start_pipeline(url: str, database: str, spool: Path, *, http: bool = False) -> Pipeline:
+def start_pipeline(url: str, database: str, spool: Path, *, http: bool = False,
+                   api: bool = False, tokens: dict[str, str] | None = None) -> Pipeline:
     """A started in-process collector listening for OTLP/gRPC on a free loopback port.
 
-    With ``http``, it also serves OTLP/HTTP on another free loopback port (see ``http_port``).
+    With ``http``, it also serves OTLP/HTTP on another free loopback port (see ``http_port``);
+    with ``api``, the sessions API and UI on a third (see ``api_url``), requiring the
+    ``tokens`` (token → project) when given.
     """
     config = parse(CONFIG.format(port=0, url=url, database=database, spool=spool))
     if http:
         config.receivers[0].config.protocols.http = HttpConfig(endpoint="127.0.0.1:0")
+    if tokens:
+        config.extensions.append(ComponentSpec(
+            "bearertokenauth", "extensions", auth, auth.Config(tokens=tokens)))
+        config.receivers[0].config.protocols.grpc.auth = AuthConfig("bearertokenauth")
+    if api:
+        config.extensions.append(ComponentSpec(
+            "sessions_api", "extensions", sessions_api,
+            sessions_api.Config(endpoint="127.0.0.1:0", events_interval=0.1)))
     pipeline = Pipeline(config)
     pipeline.start()
     return pipeline
@@ -59,6 +71,11 @@ def start_pipeline(url: str, database: str, spool: Path, *, http: bool = False) 
 
 def grpc_port(pipeline: Pipeline) -> int:
     return pipeline.receivers[0]._servers[0].port
+
+
+def api_url(pipeline: Pipeline) -> str:
+    """``http://127.0.0.1:port`` of the sessions API of a pipeline started with ``api=True``."""
+    return pipeline.host.extension("sessions_api").server.url
 
 
 def http_port(pipeline: Pipeline) -> int:
