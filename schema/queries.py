@@ -33,8 +33,8 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from sessionlens import conventions as conv
-from sessionlens.schema import ddl
-from sessionlens.schema.expressions import ident
+from sessionlens.schema import names
+from sessionlens.schema.quoting import ident
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -202,7 +202,7 @@ def _session_conditions(sql: _Sql, f: Filters, client: Client, database: str) ->
         sql.where(f"(positionCaseInsensitiveUTF8(session_name, {needle}) > 0 "
                   f"OR positionCaseInsensitiveUTF8(session_id, {needle}) > 0)")
     if f.properties:
-        if "properties" not in view_columns(client, database, ddl.SESSION_LIST):
+        if "properties" not in view_columns(client, database, names.SESSION_LIST):
             raise QueryError("property.<name> filters need a schema with session properties: "
                              "upgrade the collector (it migrates the store at start)")
         for name, value in f.properties:
@@ -330,7 +330,7 @@ def list_sessions(
     _check_limit(limit)
     sort_sql, sort_type = SORTS[sort.column]
     fingerprint = f"{filters.fingerprint()}:{sort}"
-    view = _table(database, ddl.SESSION_LIST)
+    view = _table(database, names.SESSION_LIST)
     sql = _Sql()
     _session_conditions(sql, filters, client, database)
     if cursor:
@@ -380,13 +380,13 @@ def session_row(client: Client, project: str | None, session_id: str, *,
     if project is not None:
         sql.where(f"project = {sql.bind(project, 'String')}")
     rows = _rows(_query(
-        client, f"SELECT * FROM {_table(database, ddl.SESSION_LIST)} {sql.clause()} "
+        client, f"SELECT * FROM {_table(database, names.SESSION_LIST)} {sql.clause()} "
         "ORDER BY project LIMIT 1", sql.parameters))
     return rows[0] if rows else None
 
 
 def _detail(database: str, session: str) -> str:
-    return f"{_table(database, ddl.SESSION_DETAIL)}(session_id = {session})"
+    return f"{_table(database, names.SESSION_DETAIL)}(session_id = {session})"
 
 
 @dataclass
@@ -485,7 +485,7 @@ def sessions_by_key(client: Client, keys: Sequence[tuple[str, str]], *,
         return []
     return _rows(_query(
         client,
-        f"SELECT * FROM {_table(database, ddl.SESSION_LIST)} "
+        f"SELECT * FROM {_table(database, names.SESSION_LIST)} "
         "WHERE (project, session_id) IN {keys:Array(Tuple(String, String))}",
         {"keys": list(keys)},
     ))
@@ -508,7 +508,7 @@ def vitals(client: Client, filters: Filters = Filters(), *, database: str = DEFA
         "service": filters.service or "", "agent": filters.agent or "", "user": filters.user or "",
     }
     args = ", ".join(f"{name} = {{{name}:String}}" for name in params)
-    rows = _rows(_query(client, f"SELECT * FROM {_table(database, ddl.SESSION_VITALS)}({args})", params))
+    rows = _rows(_query(client, f"SELECT * FROM {_table(database, names.SESSION_VITALS)}({args})", params))
     return rows[0]
 
 
@@ -583,7 +583,7 @@ def list_users(
         f"SELECT *, {sort_sql} AS {_SORT_VALUE} FROM (\n"
         "  SELECT user_id, count() AS sessions, sum(llm_calls) AS llm_calls,\n"
         "      sum(cost_usd) AS cost_usd, sum(errors) AS errors, max(last_seen) AS last_seen\n"
-        f"  FROM (SELECT * FROM {_table(database, ddl.SESSION_LIST)} {inner.clause()})\n"
+        f"  FROM (SELECT * FROM {_table(database, names.SESSION_LIST)} {inner.clause()})\n"
         "  GROUP BY user_id)\n"
         f"{outer.clause()}\n"
         f"ORDER BY {_SORT_VALUE} {direction}, user_id {direction}\n"
