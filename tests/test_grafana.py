@@ -18,6 +18,7 @@ import yaml
 
 from grafana_plugin import ALL, Variable, conditional_all, interpolate, render
 from sessionlens.collector.storage import connect
+from sessionlens.schema import queries
 from sessionlens.schema.grafana import DASHBOARDS, PROVISIONING
 from sessionlens.schema.migrate import SchemaOptions, apply
 from test_views import COLUMNS, NOW, SPANS, chat, span
@@ -42,7 +43,7 @@ def load(name: str) -> dict:
 DASHBOARD_NAMES = sorted(p.stem for p in DASHBOARDS.glob("*.json"))
 
 
-def queries(dashboard: dict):
+def panel_queries(dashboard: dict):
     """(where, sql, panel-or-None) for every panel target and query variable."""
     for variable in dashboard["templating"]["list"]:
         if variable["type"] == "query":
@@ -154,7 +155,7 @@ def test_three_dashboards_with_distinct_uids_linking_to_each_other():
 
 @pytest.mark.parametrize("name", DASHBOARD_NAMES)
 def test_panels_read_only_the_public_views(name):
-    for where, sql, _ in queries(load(name)):
+    for where, sql, _ in panel_queries(load(name)):
         sources = re.findall(r"\b(?:FROM|JOIN)\s+([\w.`]+)", sql, flags=re.IGNORECASE)
         assert sources, where
         assert {s.removeprefix("otel.") for s in sources} <= PUBLIC_VIEWS, (where, sources)
@@ -166,7 +167,7 @@ def test_every_variable_reaches_sql_percent_encoded(name):
     """No value is ever pasted raw or single-quoted into SQL (see schema/grafana docs)."""
     dashboard = load(name)
     names = {v["name"] for v in dashboard["templating"]["list"] if v["type"] != "datasource"}
-    for where, sql, _ in queries(dashboard):
+    for where, sql, _ in panel_queries(dashboard):
         # the second argument of $__conditionalAll names the variable; it never reaches SQL
         rest = re.sub(r",\s*\$\w+\)", ")", sql)
         rest = re.sub(r"decodeURLComponent\('\$\{(\w+):percentencode\}'\)", "", rest)
@@ -263,7 +264,7 @@ def test_every_query_runs_and_returns_the_columns_its_panel_uses(grafana_store, 
         if key != "session_id":
             selections.append({**base, key: Variable(picked[key])})
     for variables in selections:
-        for where, sql, panel in queries(dashboard):
+        for where, sql, panel in panel_queries(dashboard):
             rows = run(grafana_store, sql, variables)
             assert rows, (where, {k: v.value for k, v in variables.items()})
             if panel is not None:
@@ -296,14 +297,6 @@ def test_filters_select_exactly_the_matching_sessions(grafana_store):
         assert {r["session_id"] for r in run(grafana_store, sql, variables)} == expected, key
 
 
-def _vitals(client, **filters):
-    params = {"since": FROM.isoformat(), "until": TO.isoformat(), **dict.fromkeys(FILTERS, "")}
-    params.update(filters)
-    args = ", ".join(f"{k}={{{k}:String}}" for k in params)
-    result = client.query(f"SELECT * FROM otel.session_vitals({args})", parameters=params)
-    return dict(zip(result.column_names, result.result_rows[0]))
-
-
 @pytest.mark.parametrize("filters", [{}, {"environment": "prod"}, {"agent": "planner"}, {"user": "bob"},
                                      {"project": "acme", "service": "batch"}])
 def test_overview_figures_equal_the_vitals_for_the_same_range(grafana_store, filters):
@@ -311,10 +304,28 @@ def test_overview_figures_equal_the_vitals_for_the_same_range(grafana_store, fil
     panel = next(p for p in overview["panels"] if p["title"] == "Vitals")
     variables = {**all_selected(overview), **{k: Variable(v) for k, v in filters.items()}}
     (shown,) = run(grafana_store, panel["targets"][0]["rawSql"], variables)
-    expected = _vitals(grafana_store, **filters)
+    expected = queries.vitals(grafana_store.client, queries.Filters(since=FROM, until=TO, **filters),
+                              database=grafana_store.database)
     assert expected["sessions"] > 0
     assert shown == {k: expected[k] for k in shown}
     assert used_columns(panel) == set(shown)
+
+
+@pytest.mark.parametrize("session_id", ["S_A", "S_B"])
+def test_session_detail_breakdowns_equal_the_read_layers(grafana_store, session_id):
+    detail = load("session-detail")
+    variables = {**all_selected(detail), "session_id": Variable(session_id)}
+    expected = queries.breakdown(grafana_store.client, "acme", session_id, database=grafana_store.database)
+    for name, title in (("by_agent", "Cost by agent"), ("by_model", "Cost by model"),
+                        ("by_path", "Cost by path"), ("by_run", "Cost by run")):
+        panel = next(p for p in detail["panels"] if p["title"] == title)
+        shown = run(grafana_store, panel["targets"][0]["rawSql"], variables)
+        calls = [r for r in expected[name] if r["llm_calls"]]
+        assert [r["key"] for r in shown] == [r["key"] for r in calls], (session_id, name)
+        for mine, theirs in zip(shown, calls):
+            assert mine == {k: pytest.approx(v) if isinstance(v, float) else v
+                            for k, v in theirs.items()}, (session_id, name)
+    assert [r["key"] for r in expected["by_model"] if r["llm_calls"]] != []
 
 
 def test_session_detail_totals_equal_the_session_row(grafana_store):
