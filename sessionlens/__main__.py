@@ -11,7 +11,7 @@ from collections.abc import Sequence
 # stores its handler as ``func`` (args -> exit code). The modules import only the standard
 # library at load time (drivers are imported by the handlers), so the base install still
 # answers ``sessionlens --help``.
-COMMAND_MODULES = ("sessionlens.collector.cli", "sessionlens.schema.cli")
+COMMAND_MODULES = ("sessionlens.collector.cli", "sessionlens.schema.cli", "sessionlens.cli.commands")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,6 +33,7 @@ class Call:
     error: bool = False
     operation: str = "chat"
     attributes: dict[str, str] = field(default_factory=dict)
+    name: str | None = None  # the span name (default: from the operation and model)
 
 
 def request(calls: list[Call], now_ns: int, resource: dict[str, str]) -> bytes:
@@ -48,7 +49,7 @@ def request(calls: list[Call], now_ns: int, resource: dict[str, str]) -> bytes:
         span.span_id = c.span.to_bytes(8, "big")
         if c.parent:
             span.parent_span_id = c.parent.to_bytes(8, "big")
-        span.name = f"{c.operation} {c.model}" if c.operation == "chat" else c.operation
+        span.name = c.name or (f"{c.operation} {c.model}" if c.operation == "chat" else c.operation)
         span.kind = 3 if c.operation == "chat" else 1
         span.start_time_unix_nano = now_ns - int(c.offset_min * MIN)
         span.end_time_unix_nano = span.start_time_unix_nano + c.duration_ms * MS
