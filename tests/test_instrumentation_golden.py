@@ -130,6 +130,10 @@ def _normalized(spans: list[ReadableSpan], ports: dict[int, str]) -> list[dict[s
         if key == c.TIME_TO_FIRST_CHUNK:
             assert isinstance(value, float) and 0 < value < 10, value
             return "<seconds>"
+        if key == "exception.stacktrace":
+            # file paths and line numbers of the machine and library versions that ran it
+            assert isinstance(value, str) and value.startswith("Traceback"), value
+            return "<stacktrace>"
         if isinstance(value, int) and value in ports:
             return ports[value]
         if isinstance(value, str):
