@@ -1,7 +1,8 @@
 """The ClickHouse exporter: spans become rows of ``otel_traces``, losslessly.
 
 ``export()`` makes a batch durable before it returns: it drops spans already seen
-(a client retrying after a lost ack), writes the batch's columns to the fsynced spool and
+(a client retrying after a lost ack: the same project, trace id and span id — span ids are
+the client's to choose, so another project reusing them is another span), writes the batch's columns to the fsynced spool and
 returns. A background inserter moves spool records into ClickHouse in order, as columnar
 inserts of the OpenTelemetry Collector clickhouseexporter's columns (the session columns
 are derived in the table itself). Each insert carries a deduplication token naming its
@@ -149,17 +150,18 @@ def to_columns(spans: list[Span]) -> tuple[list, ...]:
 
 
 class _RecentIds:
-    """A bounded set of recent span keys: two generations, the older dropped when the newer fills."""
+    """A bounded set of recent span keys, ``(project, trace id + span id)``: two
+    generations, the older dropped when the newer fills."""
 
     def __init__(self, capacity: int) -> None:
         self._half = max(1, capacity // 2)
-        self._new: set[bytes] = set()
-        self._old: set[bytes] = set()
+        self._new: set[tuple[str, bytes]] = set()
+        self._old: set[tuple[str, bytes]] = set()
 
-    def __contains__(self, key: bytes) -> bool:
+    def __contains__(self, key: tuple[str, bytes]) -> bool:
         return key in self._new or key in self._old
 
-    def update(self, keys: set[bytes]) -> None:
+    def update(self, keys: set[tuple[str, bytes]]) -> None:
         self._new |= keys
         if len(self._new) >= self._half:
             self._old, self._new = self._new, set()
@@ -236,9 +238,13 @@ class ClickHouseExporter:
             newest.append(seq)
             total += items
         trace_col, span_col = COLUMNS.index("TraceId"), COLUMNS.index("SpanId")
+        resource_col, project = COLUMNS.index("ResourceAttributes"), conventions.PROJECT
         for seq in reversed(newest):
             cols = marshal.loads(self._spool.read(seq))
-            self._recent.update({bytes.fromhex(t + s) for t, s in zip(cols[trace_col], cols[span_col])})
+            self._recent.update({
+                (r.get(project, ""), bytes.fromhex(t + s))
+                for t, s, r in zip(cols[trace_col], cols[span_col], cols[resource_col])
+            })
 
     def shutdown(self) -> None:
         """Stop accepting spans; drain the spool for up to ``timeout``; keep the rest on disk."""
@@ -270,10 +276,11 @@ class ClickHouseExporter:
             raise ExportUnavailable("the ClickHouse exporter is not running", retry_after=1.0)
         with self._lock:
             fresh: list[Span] = []
-            keys: set[bytes] = set()
+            keys: set[tuple[str, bytes]] = set()
             recent = self._recent
+            project = conventions.PROJECT
             for span in spans:
-                key = span.trace_id + span.span_id
+                key = (span.resource.get(project, ""), span.trace_id + span.span_id)
                 if key in recent or key in keys:
                     continue
                 keys.add(key)

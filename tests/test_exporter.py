@@ -151,6 +151,43 @@ def test_retried_export_is_not_counted_twice(make_exporter, client, database):
     assert_rollup(client, database, {"s1": 51, "s2": 50})
 
 
+def tenant_spans(project: str, n: int = 20) -> list[Span]:
+    spans = [make_span(i) for i in range(n)]
+    resource = {conventions.SERVICE_NAME: "shop", conventions.PROJECT: project}
+    for span in spans:
+        span.resource = resource
+    return spans
+
+
+def per_project(client, database) -> dict:
+    rows = client.query(
+        f"SELECT Project, count(), uniqExact(TraceId, SpanId) FROM {database}.otel_traces GROUP BY Project"
+    ).result_rows
+    return {project: (n, unique) for project, n, unique in rows}
+
+
+def test_another_project_reusing_span_ids_is_another_span(make_exporter, client, database):
+    exporter = make_exporter()
+    exporter.export(tenant_spans("team-a"))
+    exporter.export(tenant_spans("team-b"))  # the same trace and span ids, another tenant
+    exporter.export(tenant_spans("team-a")[:5])  # a retry is still a retry
+    wait_drained(exporter)
+    assert per_project(client, database) == {"team-a": (20, 20), "team-b": (20, 20)}
+
+
+def test_spooled_span_keys_keep_their_project_across_a_restart(make_exporter, client, database):
+    rename_table_away(client, database)
+    first = make_exporter(timeout=0.1, create_schema=False)
+    first.export(tenant_spans("team-a"))
+    first.shutdown()  # the spans stay in the spool
+    bring_table_back(client, database)
+    second = make_exporter()
+    second.export(tenant_spans("team-a"))  # the client retries: dropped
+    second.export(tenant_spans("team-b"))  # another tenant: kept
+    wait_drained(second)
+    assert per_project(client, database) == {"team-a": (20, 20), "team-b": (20, 20)}
+
+
 def rename_table_away(client, database) -> None:
     """ClickHouse loses the table: every insert fails until it is back."""
     client.command(f"RENAME TABLE {database}.otel_traces TO {database}.otel_traces_away")
