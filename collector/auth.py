@@ -28,7 +28,9 @@ class Config:
     tokens: dict[str, str] = field(default_factory=dict)
     """token → project."""
     tokens_file: str = ""
-    """A YAML file holding more ``token: project`` pairs."""
+    """A YAML file holding more ``token: project`` pairs, every one read as text: ``0123``,
+    ``12:30`` and ``yes`` are those characters, not the numbers or booleans YAML 1.1
+    would make of them."""
 
 
 class Unauthenticated(Exception):
@@ -69,15 +71,18 @@ class BearerTokenAuth:
 def _read_tokens_file(path: str) -> dict[str, str]:
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
+            # BaseLoader resolves no types: a token is exactly the characters in the file.
+            data = yaml.load(f, Loader=yaml.BaseLoader) or {}
     except OSError as exc:
         raise ValueError(f"bearertokenauth: cannot read tokens_file {path}: {exc.strerror}") from None
     except yaml.YAMLError:
         # The parser's message would quote the file's content, i.e. tokens.
         raise ValueError(f"bearertokenauth: tokens_file {path} is not valid YAML") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"bearertokenauth: tokens_file {path} must map each token to a project")
-    return {str(token): str(project) for token, project in data.items()}
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise ValueError(
+            f"bearertokenauth: tokens_file {path} must hold one 'token: project' line per token"
+        )
+    return dict(data)
 
 
 def create(config: Config, host: Host | None = None) -> BearerTokenAuth:

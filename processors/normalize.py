@@ -23,7 +23,14 @@ For every span (and each distinct resource of a batch):
   collector's processors come on top of the limit, so they are never the ones dropped.
   Values longer than ``max_attribute_value_size`` **bytes of UTF-8** (the storage limit is
   bytes, and a byte cap bounds memory however wide the characters) are cut at a character
-  boundary; ``sessionlens.truncated_attributes`` counts them.
+  boundary, keys longer than ``max_name_size`` too; ``sessionlens.truncated_attributes``
+  counts them. The same limits hold for event and link attributes.
+- Every other string a client controls is capped as well, counted in
+  ``sessionlens.truncated_fields``: span, event and scope names, the scope version and
+  trace states at ``max_name_size``, the status message at ``max_attribute_value_size``.
+  At most ``max_events`` events and ``max_links`` links are kept (the first ones, like the
+  OpenTelemetry SDK's span limits), the rest counted in ``sessionlens.dropped_events_count``
+  and ``sessionlens.dropped_links_count``.
 - Numbers: a token count (``conventions.TOKEN_COUNTS`` and their aliases) must be a decimal
   integer from 0 to ``MAX_TOKEN_COUNT``, a cost (``gen_ai.usage.cost`` and aliases) a number
   from 0 to ``MAX_COST_USD``. Any other value (``NaN``, ``-1000000``, a 401-digit count,
@@ -62,16 +69,22 @@ class Config:
     max_attribute_value_size: int = 65536
     """Bytes (UTF-8) per attribute value; longer values are truncated."""
     max_attributes: int = 128
-    """Attributes kept per span, resource or event, as received."""
+    """Attributes kept per span, resource, event or link, as received."""
+    max_name_size: int = 1024
+    """Bytes (UTF-8) per attribute key, span, event or scope name, scope version and trace
+    state; longer ones are truncated."""
+    max_events: int = 128
+    """Events kept per span."""
+    max_links: int = 128
+    """Links kept per span."""
 
     def __post_init__(self) -> None:
-        if self.max_attribute_value_size < 1:
-            raise ValueError(
-                "max_attribute_value_size must be at least 1 byte, "
-                f"got {self.max_attribute_value_size}"
-            )
-        if self.max_attributes < 1:
-            raise ValueError(f"max_attributes must be at least 1, got {self.max_attributes}")
+        for name in ("max_attribute_value_size", "max_name_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1 byte, got {getattr(self, name)}")
+        for name in ("max_attributes", "max_events", "max_links"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 def _alias_table() -> dict[str, tuple[str, dict[str, str] | None]]:
@@ -208,6 +221,14 @@ def _apply_server_aliases(attrs: dict[str, str]) -> None:
                     break
 
 
+def _cut(text: str, max_bytes: int) -> str:
+    """``text`` in at most ``max_bytes`` bytes of UTF-8, cut at a character boundary."""
+    encoded = text.encode("utf-8", "surrogatepass")
+    if len(encoded) <= max_bytes:
+        return text
+    return encoded[:max_bytes].decode("utf-8", "ignore")  # a split character's tail dropped
+
+
 def _rename_value(value: str, renames: dict[str, str]) -> str:
     lowered = value.lower()
     renamed = renames.get(lowered)
@@ -224,7 +245,11 @@ class NormalizeProcessor:
         # A string of n characters is at most 4n bytes of UTF-8, so up to this many
         # characters no value needs encoding to check its size.
         self._safe_chars = config.max_attribute_value_size // 4
+        self._max_name = config.max_name_size
+        self._safe_name_chars = config.max_name_size // 4
         self._max_attributes = config.max_attributes
+        self._max_events = config.max_events
+        self._max_links = config.max_links
         self._aliases = _alias_table()
         self._alias_keys = frozenset(self._aliases) | _LANGFUSE_KEYS
         self._rank = {alias: i for i, alias in enumerate(self._aliases)}
@@ -246,9 +271,51 @@ class NormalizeProcessor:
             if normalized is None:
                 normalized = resources[id(resource)] = self._normalize_resource(resource)
             span.resource = normalized
-            for event in span.events:
-                event.attributes = self._limit(event.attributes)
+            safe = self._safe_name_chars
+            if (
+                len(span.name) > safe
+                or len(span.status_message) > self._safe_chars
+                or len(span.trace_state) > safe
+                or len(span.scope_name) > safe
+                or len(span.scope_version) > safe
+                or span.events
+                or span.links
+            ):
+                self._limit_fields(span)
         return spans
+
+    def _limit_fields(self, span: Span) -> None:
+        """Cap the span's own strings, its events and its links (rarely needed: checked first)."""
+        name_bytes, cut = self._max_name, 0
+
+        def capped(text: str, max_bytes: int) -> str:
+            nonlocal cut
+            if len(text) * 4 <= max_bytes:
+                return text
+            shorter = _cut(text, max_bytes)
+            cut += shorter is not text
+            return shorter
+
+        span.name = capped(span.name, name_bytes)
+        span.status_message = capped(span.status_message, self._max_bytes)
+        span.trace_state = capped(span.trace_state, name_bytes)
+        span.scope_name = capped(span.scope_name, name_bytes)
+        span.scope_version = capped(span.scope_version, name_bytes)
+        attrs = span.attributes
+        if len(span.events) > self._max_events:
+            attrs[c.DROPPED_EVENTS] = str(len(span.events) - self._max_events)
+            span.events = span.events[: self._max_events]
+        for event in span.events:
+            event.name = capped(event.name, name_bytes)
+            event.attributes = self._limit(event.attributes)
+        if len(span.links) > self._max_links:
+            attrs[c.DROPPED_LINKS] = str(len(span.links) - self._max_links)
+            span.links = span.links[: self._max_links]
+        for link in span.links:
+            link.trace_state = capped(link.trace_state, name_bytes)
+            link.attributes = self._limit(link.attributes)
+        if cut:
+            attrs[c.TRUNCATED_FIELDS] = str(cut)
 
     def _normalize(self, attrs: dict[str, str]) -> dict[str, str]:
         keys = "\0" + "\0".join(attrs)
@@ -312,6 +379,8 @@ class NormalizeProcessor:
         values = "".join(attrs.values())
         if not (values.isascii() and keys.isascii()):
             return False
+        if len(keys) > self._safe_name_chars and max(map(len, attrs)) > self._max_name:
+            return False
         return len(values) <= self._safe_chars or max(map(len, attrs.values())) <= self._max_bytes
 
     def _limit(self, attrs: dict[str, str]) -> dict[str, str]:
@@ -330,12 +399,14 @@ class NormalizeProcessor:
                 key = _SURROGATE.sub("\ufffd", key)
             if not value.isascii():
                 value = _SURROGATE.sub("\ufffd", value)
+            cut = False
+            if len(key) > self._safe_name_chars:
+                shorter = _cut(key, self._max_name)
+                cut, key = shorter is not key, shorter
             if len(value) > self._safe_chars:
-                encoded = value.encode("utf-8")
-                if len(encoded) > self._max_bytes:
-                    # Cutting bytes may split a character: drop the partial tail.
-                    value = encoded[: self._max_bytes].decode("utf-8", "ignore")
-                    truncated += 1
+                shorter = _cut(value, self._max_bytes)
+                cut, value = cut or shorter is not value, shorter
+            truncated += cut
             result[key] = value
         if truncated:
             result[c.TRUNCATED_ATTRIBUTES] = str(truncated)

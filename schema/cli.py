@@ -137,6 +137,9 @@ def run_unpriced(args: argparse.Namespace) -> int:
     if not rows:
         print("every model seen in LLM spans has a price")
         return 0
+    from sessionlens.terminal import printable
+
+    rows = [(printable(model), calls) for model, calls in rows]  # model names come from clients
     width = max(len("model"), *(len(m) for m, _ in rows))
     print(f"{'model':<{width}}  calls")
     for model, calls in rows:

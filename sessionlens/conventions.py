@@ -175,7 +175,17 @@ def property_attribute(header: str) -> str | None:
 # --- attributes the collector's processors add ------------------------------------------
 
 TRUNCATED_ATTRIBUTES: Final = "sessionlens.truncated_attributes"
-"""How many attribute values of the span the collector truncated to its size limit."""
+"""How many attributes of the span the collector truncated to its size limits (value or key)."""
+TRUNCATED_FIELDS: Final = "sessionlens.truncated_fields"
+"""How many of the span's other strings the collector truncated to its size limits: its name,
+status message, trace state, scope name and version, and its events' names and links'
+trace states."""
+DROPPED_EVENTS: Final = "sessionlens.dropped_events_count"
+"""How many events of the span the collector dropped beyond its count limit (OTLP's
+``dropped_events_count``)."""
+DROPPED_LINKS: Final = "sessionlens.dropped_links_count"
+"""How many links of the span the collector dropped beyond its count limit (OTLP's
+``dropped_links_count``)."""
 DROPPED_ATTRIBUTES: Final = "sessionlens.dropped_attributes_count"
 """How many attributes the collector dropped beyond its count limit (OTLP's
 ``dropped_attributes_count``, which the clickhouseexporter table has no column for)."""

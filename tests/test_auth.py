@@ -137,3 +137,28 @@ def test_http(collector, token, status):
     assert code == status
     assert b"nope-777" not in body
     assert [s.resource[conventions.PROJECT] for s in recorder.spans] == (["team-a"] if token == SECRET_A else [])
+
+
+def test_tokens_file_values_are_read_as_the_characters_written(tmp_path):
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(
+        "# token: project\n0123: team-octal\n12:30: team-clock\nyes: team-bool\n"
+        "'quoted': 0x1F\n1e3: null\n"
+    )
+    auth = create(Config(tokens_file=str(tokens)))
+    assert auth.project("Bearer 0123") == "team-octal"
+    assert auth.project("Bearer 12:30") == "team-clock"
+    assert auth.project("Bearer yes") == "team-bool"
+    assert auth.project("Bearer quoted") == "0x1F"
+    assert auth.project("Bearer 1e3") == "null"
+    for coerced in ("83", "750", "True", "1000.0"):
+        with pytest.raises(Unauthenticated):
+            auth.project(f"Bearer {coerced}")
+
+
+def test_tokens_file_with_nested_values_says_what_it_must_hold(tmp_path):
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("secret-token-1: {project: a}\n")
+    with pytest.raises(ValueError, match="one 'token: project' line per token") as info:
+        create(Config(tokens_file=str(tokens)))
+    assert "secret-token-1" not in str(info.value)

@@ -193,7 +193,9 @@ def test_clean_span_is_left_as_it_is():
     assert out.attributes is attrs and attrs == {c.SESSION_ID: "s", c.INPUT_TOKENS: "1"}
 
 
-@pytest.mark.parametrize("field", ["max_attribute_value_size", "max_attributes"])
+@pytest.mark.parametrize(
+    "field", ["max_attribute_value_size", "max_attributes", "max_name_size", "max_events", "max_links"]
+)
 def test_bad_limits_are_rejected_with_the_field_name(field):
     with pytest.raises(ValueError, match=field):
         normalize.create(normalize.Config(**{field: 0}), None)
@@ -229,3 +231,36 @@ def test_net_peer_ip_of_a_client_span_is_the_server_called_and_is_not_a_visitor(
     (out,) = run([make_span({"net.peer.ip": "10.9.9.9", "http.user_agent": "python-httpx/0.27"})])
     assert c.CLIENT_ADDRESS not in out.attributes
     assert c.USER_AGENT not in out.attributes
+
+
+def test_every_client_string_is_capped_and_counted():
+    from sessionlens.collector.pdata import Link
+
+    huge = "é" * (1 << 20)  # 2 MiB of UTF-8 in each
+    span = make_span({huge: "v", "ok": huge})
+    span.name = span.status_message = span.trace_state = span.scope_name = span.scope_version = huge
+    span.events = [Event(5, huge, {huge: huge}) for _ in range(200)]
+    span.links = [Link(b"\x01" * 16, b"\x02" * 8, huge, {huge: huge}) for _ in range(150)]
+    span.resource = {huge: "r"}
+    (out,) = run([span], max_name_size=100, max_attribute_value_size=1000, max_events=3, max_links=2)
+    fits = lambda text, n: len(text.encode()) <= n and text == "é" * len(text)  # noqa: E731  cut whole
+    (cut_key,) = [k for k in out.attributes if k.startswith("é")]
+    assert fits(cut_key, 100) and fits(out.attributes["ok"], 1000)
+    assert out.attributes[c.TRUNCATED_ATTRIBUTES] == "2"  # one key, one value
+    assert fits(out.name, 100) and fits(out.trace_state, 100) and fits(out.status_message, 1000)
+    assert fits(out.scope_name, 100) and fits(out.scope_version, 100)
+    assert out.attributes[c.TRUNCATED_FIELDS] == str(5 + 3 + 2)  # the span's five, 3 events, 2 links
+    assert len(out.events) == 3 and out.attributes[c.DROPPED_EVENTS] == "197"
+    assert len(out.links) == 2 and out.attributes[c.DROPPED_LINKS] == "148"
+    for item in (*out.events, *out.links):
+        ((key, value),) = [(k, v) for k, v in item.attributes.items() if k != c.TRUNCATED_ATTRIBUTES]
+        assert fits(key, 100) and fits(value, 1000) and item.attributes[c.TRUNCATED_ATTRIBUTES] == "1"
+    assert all(fits(e.name, 100) for e in out.events) and all(fits(k.trace_state, 100) for k in out.links)
+    assert [fits(k, 100) for k in out.resource if k != c.TRUNCATED_ATTRIBUTES] == [True]
+
+
+def test_short_strings_are_left_alone():
+    span = make_span({"k": "v"})
+    span.events = [Event(5, "e", {"a": "b"})]
+    (out,) = run([span])
+    assert out.attributes == {"k": "v"} and out.name == "chat gpt-4o" and out.events[0].name == "e"

@@ -30,3 +30,26 @@ def test_print_and_bad_input(capsys, chdb_url):
     assert main(["schema", "print", "--table-engine", "Memory"]) == 2
     assert main(["schema", "unpriced-models", "--clickhouse", chdb_url, "--database", "missing_db"]) == 1
     assert "sessionlens schema apply" in capsys.readouterr().err
+
+
+def test_unpriced_models_never_prints_terminal_control_codes(chdb_url, database, capsys):
+    assert main(["schema", "apply", "--clickhouse", chdb_url, "--database", database]) == 0
+    capsys.readouterr()
+    hostile = "evil\x1b]0;owned\x07\x1b[2J\rgpt-4o\u202e\x9b31m"
+    client = connect(chdb_url, database=database)
+    client.insert(
+        "otel_traces", [["t1", "s1", {"gen_ai.operation.name": "chat", "gen_ai.request.model": hostile}]],
+        column_names=["TraceId", "SpanId", "SpanAttributes"],
+    )
+    assert main(["schema", "unpriced-models", "--clickhouse", chdb_url, "--database", database]) == 0
+    out = capsys.readouterr().out
+    assert r"evil\x1b]0;owned\x07\x1b[2J\x0dgpt-4o\u202e\x9b31m  1" in out
+    assert not any(ch in out for ch in "\x1b\x07\r\u202e\x9b")
+
+
+def test_printable_leaves_ordinary_text_alone():
+    from sessionlens.terminal import printable
+
+    for text in ("gpt-4o", "claude-3-5-sonnet@20241022", "模型 ✓ émoji 🚀", ""):
+        assert printable(text) == text
+    assert printable("a\tb\nc\x00") == r"a\x09b\x0ac\x00"
