@@ -7,6 +7,7 @@ rendering and ``--json`` never depend on the source. Every failure a user can hi
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import urllib.error
@@ -16,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 DEFAULT_API = "http://127.0.0.1:4319"
+STREAM_SILENCE_S = 60.0
 START_HINT = "start the collector with 'make run' (or 'sessionlens collector'), or point --api at it"
 
 
@@ -63,7 +65,8 @@ class ApiSource:
         request = urllib.request.Request(url, headers=headers)
         where = _origin(self.base)
         try:
-            return urllib.request.urlopen(request, timeout=None if stream else self.timeout)
+            # a stream sends a keep-alive every 15 s: a minute of silence means it is gone
+            return urllib.request.urlopen(request, timeout=STREAM_SILENCE_S if stream else self.timeout)
         except urllib.error.HTTPError as exc:
             raise self._http_error(exc, where) from None
         except urllib.error.URLError as exc:
@@ -125,13 +128,21 @@ class ApiSource:
     def events(self, params: Mapping[str, Any] | None = None) -> Iterator[dict]:
         """The session rows of ``/v1/events`` as they arrive (Server-Sent Events)."""
         response = self._request("/v1/events", params, stream=True)
-        with response:
-            for data in sse_data(response):
-                try:
-                    yield json.loads(data)
-                except ValueError:
-                    continue  # a comment or keep-alive that is not a row
-        raise CliError(f"the collector at {_origin(self.base)} closed the event stream (stopped?)")
+        where = _origin(self.base)
+        try:
+            with response:
+                for data in sse_data(response):
+                    try:
+                        yield json.loads(data)
+                    except ValueError:
+                        continue  # not a row: nothing to show
+        except (TimeoutError, socket.timeout):
+            raise CliError(f"the event stream from {where} went silent for "
+                           f"{STREAM_SILENCE_S:g}s: is the collector still running?") from None
+        except (ConnectionError, http.client.HTTPException) as exc:
+            raise CliError(f"the event stream from {where} broke ({exc.__class__.__name__}): "
+                           "is the collector still running?") from None
+        raise CliError(f"the collector at {where} closed the event stream (stopped?)")
 
 
 def sse_data(lines) -> Iterator[str]:
