@@ -114,7 +114,7 @@ def session_table(rows: Iterable[Mapping[str, Any]], now: datetime | None = None
         ("last activity", "left"), ("duration", "right"), ("status", "left"), ("calls", "right"),
         ("tokens in→out", "right"), ("cost", "right"), ("errors", "right"), ("agents", "left"),
         ("models", "left"),
-    ])
+    ], whole=("started", "last activity", "duration", "cost"))
     for r in rows:
         errors = int(r.get("errors") or 0)
         table.add_row(
