@@ -24,6 +24,8 @@ from sessionlens.schema.migrate import SchemaOptions, apply
 from test_views import COLUMNS, NOW, SPANS, chat, span
 
 PUBLIC_VIEWS = {"session_list", "session_list_page", "session_vitals", "session_detail"}
+# the OTel traces table, for per-call figures no session view splits (its session columns)
+SPAN_TABLE = "otel_traces"
 FILTERS = ("project", "environment", "service", "agent", "user")
 FROM, TO = NOW - timedelta(hours=2), NOW + timedelta(minutes=1)
 
@@ -158,7 +160,9 @@ def test_panels_read_only_the_public_views(name):
     for where, sql, _ in panel_queries(load(name)):
         sources = re.findall(r"\b(?:FROM|JOIN)\s+([\w.`]+)", sql, flags=re.IGNORECASE)
         assert sources, where
-        assert {s.removeprefix("otel.") for s in sources} <= PUBLIC_VIEWS, (where, sources)
+        assert {s.removeprefix("otel.") for s in sources} <= PUBLIC_VIEWS | {SPAN_TABLE}, (where, sources)
+        if f"otel.{SPAN_TABLE}" in sources:
+            assert "IsLlmCall" in sql and "CostUsd" in sql and "SpanAttributes" not in sql, where
         assert all(s.startswith("otel.") for s in sources), (where, sources)
 
 
@@ -326,6 +330,29 @@ def test_session_detail_breakdowns_equal_the_read_layers(grafana_store, session_
             assert mine == {k: pytest.approx(v) if isinstance(v, float) else v
                             for k, v in theirs.items()}, (session_id, name)
     assert [r["key"] for r in expected["by_model"] if r["llm_calls"]] != []
+
+
+@pytest.mark.parametrize("title, name", [("By agent", "by_agent"), ("By model", "by_model")])
+def test_cost_by_agent_and_model_equal_the_sessions_breakdowns(grafana_store, title, name):
+    """Across sessions: the sum of every session's breakdown (all test spans are in range)."""
+    cost = load("cost")
+    panel = next(p for p in cost["panels"] if p["title"] == title)
+    shown = {r[name.removeprefix("by_")]: r for r in run(grafana_store, panel["targets"][0]["rawSql"],
+                                                           all_selected(cost))}
+    sessions = {r["session_id"]: r["project"] for r in run(
+        grafana_store, "SELECT session_id, project FROM otel.session_list", {})}
+    expected: dict[str, dict] = {}
+    for session_id, project in sessions.items():
+        for row in queries.breakdown(grafana_store.client, project, session_id,
+                                     database=grafana_store.database)[name]:
+            if row["llm_calls"]:
+                total = expected.setdefault(row["key"] or "(none)", dict.fromkeys(
+                    ("llm_calls", "input_tokens", "output_tokens", "cost_usd"), 0))
+                for figure in total:
+                    total[figure] += row[figure]
+    assert set(shown) == set(expected) and len(expected) > 1
+    for key, figures in expected.items():
+        assert {f: shown[key][f] for f in figures} == pytest.approx(figures), key
 
 
 def test_session_detail_totals_equal_the_session_row(grafana_store):
