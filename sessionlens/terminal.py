@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import re
 
-# C0 and C1 controls, DEL, and the invisible format characters that reorder or hide text.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+# C0 and C1 controls, DEL, and the invisible format characters that reorder or hide text
+# (zero-width, bidi marks, embeddings, overrides and isolates, line/paragraph separators,
+# the deprecated format controls, BOM, interlinear annotation).
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]"
+)
 
 
 def _escape(match: re.Match[str]) -> str:

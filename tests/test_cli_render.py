@@ -11,7 +11,7 @@ import socket
 import pytest
 
 from sessionlens.cli import render
-from sessionlens.cli.escape import safe
+from sessionlens.cli.render import safe
 from sessionlens.cli.source import ApiSource, CliError, sse_data
 
 HOSTILE = [

@@ -167,13 +167,13 @@ def _print_json(value: Any) -> None:
 
 
 def _run(handler, args: argparse.Namespace) -> int:
-    from sessionlens.cli.escape import safe
     from sessionlens.cli.source import CliError
+    from sessionlens.terminal import printable
 
     try:
         return handler(args)
     except CliError as exc:
-        print(f"sessionlens: {safe(exc)}", file=sys.stderr)
+        print(f"sessionlens: {printable(str(exc))}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         return 130
@@ -202,7 +202,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _print_page(args: argparse.Namespace, page: dict, key: str, table) -> int:
     """A page of a listing: its JSON, or its table and the flag for the next page."""
-    from sessionlens.cli.escape import safe
+    from sessionlens.cli.render import safe
 
     if args.json:
         _print_json(page)
@@ -223,8 +223,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from sessionlens.cli.escape import safe
-    from sessionlens.cli.render import breakdown_tables, header, timeline
+    from sessionlens.cli.render import breakdown_tables, header, safe, timeline
     from sessionlens.cli.source import CliError, NotFound
 
     params = {"spans_limit": args.spans_limit, "spans_cursor": args.spans_cursor}

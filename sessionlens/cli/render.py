@@ -1,8 +1,8 @@
 """Terminal rendering of the sessions API's JSON: tables, the waterfall, numbers.
 
 Every value that came from spans (ids, names, models, paths, status messages …) passes
-:func:`safe` before it reaches the terminal: a span writer must not be able to move the
-cursor, retitle the window, hide text or reorder it (bidirectional overrides). Cells are
+:func:`safe` (:func:`sessionlens.terminal.printable`) before it reaches the terminal: a span
+writer must not be able to move the cursor, retitle the window, hide text or reorder it. Cells are
 ``rich`` ``Text`` objects, never markup, so ``[bold]`` in a value is shown as written.
 """
 
@@ -16,7 +16,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sessionlens.cli.escape import safe
+from sessionlens.terminal import printable
+
+def safe(value: Any) -> str:
+    """A value from spans (any type, None as empty) as text safe for the terminal."""
+    return printable("" if value is None else str(value))
+
 
 def text(value: Any, style: str = "") -> Text:
     """A table cell of a value from spans (escaped, never parsed as markup)."""
