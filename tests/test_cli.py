@@ -199,28 +199,32 @@ def test_clickhouse_mode_answers_what_the_api_answers(collector, capsys):
         assert json.loads(out) == api_get(collector["api"], path, **params), command
 
 
-def test_tail_follows_new_sessions(collector, tmp_path):
-    env = {**os.environ, "SESSIONLENS_TOKEN": TOKEN}
+@pytest.mark.parametrize("as_json", [True, False])
+def test_tail_follows_new_sessions(collector, as_json):
+    session_id = f"cli-tail-{'json' if as_json else 'table'}"
+    env = {**os.environ, "SESSIONLENS_TOKEN": TOKEN, "COLUMNS": "200"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "sessionlens", "sessions", "tail", "--api", collector["api"], "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        [sys.executable, "-m", "sessionlens", "sessions", "tail", "--api", collector["api"],
+         *(["--json"] if as_json else [])],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     try:
         time.sleep(1.0)  # subscribed before the spans arrive
-        send(collector["grpc"], [Call("cli-tail", 0, 100, span=50, trace=50, cost=0.01,
-                                      attributes={conv.USER_ID: "carol"})],
+        send(collector["grpc"], [Call(session_id, 0, 100, span=50 + as_json, trace=50 + as_json,
+                                      cost=0.01, attributes={conv.USER_ID: "carol\x1b[2J"})],
              time.time_ns(), RESOURCE, token=TOKEN)
-        deadline = time.monotonic() + 30
-        row = None
+        deadline, line = time.monotonic() + 30, None
         while time.monotonic() < deadline:
             line = process.stdout.readline()
-            if not line:
+            if not line or session_id in line:
                 break
+        assert line and session_id in line, process.stderr.read() if process.poll() is not None else ""
+        row = api_get(collector["api"], f"/v1/sessions/{session_id}")["session"]
+        if as_json:
             event = json.loads(line)
-            if event["session_id"] == "cli-tail":
-                row = event
-                break
-        assert row is not None, process.stderr.read().decode() if process.poll() is not None else ""
-        assert row["user_id"] == "carol" and row["llm_calls"] == 1
+            assert event["user_id"] == row["user_id"] == "carol\x1b[2J" and event["llm_calls"] == 1
+        else:
+            assert "\x1b" not in line and "user carol\\x1b[2J" in line
+            assert f"cost {render.usd(row['cost_usd'])}" in line and "calls 1" in line
     finally:
         process.terminate()
         process.wait(timeout=10)
