@@ -18,13 +18,14 @@ import shutil
 import sys
 from typing import Any
 
+# The read layer's names of statuses and sort columns (it imports only the standard
+# library, so the base install still answers --help).
+from sessionlens.schema.queries import SORTS, STATUSES, USER_SORTS
+
 API_ENV_TOKEN = "SESSIONLENS_TOKEN"
-STATUSES = ("active", "completed")
-SESSION_SORTS = ("last_seen", "first_seen", "cost_usd", "duration_s", "llm_calls", "errors")
-USER_SORTS = ("last_seen", "sessions", "llm_calls", "cost_usd", "errors")
 
 
-def _sort_choices(columns: tuple[str, ...]) -> list[str]:
+def _sort_choices(columns) -> list[str]:
     return [*columns, *(f"-{c}" for c in columns)]
 
 
@@ -81,9 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     list_ = actions.add_parser("list", help="sessions, newest activity first")
     _session_filters(list_, all_filters=True)
-    list_.add_argument("--sort", default="-last_seen", choices=_sort_choices(SESSION_SORTS),
+    list_.add_argument("--sort", default="-last_seen", choices=_sort_choices(SORTS),
                        metavar="COLUMN", help="one of %s; descending with a -, written --sort=-cost_usd "
-                       "(default: %%(default)s)" % ", ".join(SESSION_SORTS))
+                       "(default: %%(default)s)" % ", ".join(SORTS))
     list_.add_argument("--limit", type=int, default=50, help="rows, 1–500 (default: %(default)s)")
     list_.add_argument("--cursor", help="the next page: the cursor the previous page printed")
     _connection(list_)
