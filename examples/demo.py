@@ -1,13 +1,19 @@
-"""The end-to-end tour (`make demo`): an instrumented support bot, the collector, the views.
+"""The end-to-end tour (`make demo`): two apps under ``opentelemetry-instrument``, the
+collector, the views.
 
 1. starts ``sessionlens collector`` with the repository's otel-config.yaml on a fresh
    embedded store in a temporary directory (free ports, nothing of ./data touched);
-2. runs a small support bot with the real ``openai`` and ``anthropic`` SDKs against the
-   fake LLM server the tests use (no API key, no network): one ticket with an explicit
-   session and two agent runs, one user who gives no session at all (an automatic session
-   from the ``X-User-ID`` header), and one call that fails;
-3. stops the collector (it drains its spool into ClickHouse) and prints what the views
-   show: the session list, the ticket's spans in order, and the vitals.
+2. runs two apps the way the README tells users to — unchanged, under the real
+   ``opentelemetry-instrument`` launcher (so the httpx instrumentation is on too) — against
+   the fake LLM server the tests use (no API key, no network):
+   ``support_bot.py`` (the real ``openai`` and ``anthropic`` SDKs: one ticket with an
+   explicit session and two agent runs, one user known only by the ``X-User-ID`` header,
+   one failing call) and ``web_chat.py`` (a FastAPI app: two anonymous visitors and two
+   logged-in users behind one address, whose ids the app records only on its request
+   spans — the collector tells all four apart);
+3. stops the collector (it drains its spool into ClickHouse), prints what the views show —
+   the session list, the ticket's spans in order, the vitals — and checks the figures
+   against what the apps did (exit status 1 when one does not match).
 """
 
 from __future__ import annotations
@@ -18,25 +24,27 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the fake LLM server lives with the tests
 
-import anthropic  # noqa: E402
-import openai  # noqa: E402
-from instr_fake_llm import FakeLLMServer  # noqa: E402
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter  # noqa: E402
-from opentelemetry.sdk.resources import Resource  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: E402
+from instr_fake_llm import USAGE_ANTHROPIC, USAGE_OPENAI, FakeLLMServer  # noqa: E402
+from web_chat import visit  # noqa: E402
 
-import sessionlens  # noqa: E402
 from sessionlens.collector.storage import connect  # noqa: E402
-from sessionlens.instrumentation import SessionLensInstrumentor  # noqa: E402
 
-QUESTION = [{"role": "user", "content": "My order arrived broken. Can I get a refund?"}]
+EXAMPLES = ROOT / "examples"
+LAUNCHER = Path(sys.executable).with_name("opentelemetry-instrument")
+VISITORS = [  # (source address, browser, logged-in user)
+    ("127.0.0.2", "Mozilla/5.0 (X11; Linux) Firefox/140", None),
+    ("127.0.0.3", "Mozilla/5.0 (Macintosh) Safari/19", None),
+    ("127.0.0.4", "Mozilla/5.0 (Windows NT 10.0) Chrome/141", "carol"),
+    ("127.0.0.4", "Mozilla/5.0 (Windows NT 10.0) Chrome/141", "dave"),
+]
+QUESTIONS_EACH = 2
 
 
 def free_port() -> int:
@@ -66,29 +74,42 @@ def start_collector(workdir: Path, grpc_port: int) -> subprocess.Popen:
             time.sleep(0.2)
 
 
-def support_bot(llm_url: str) -> None:
-    """What an application does; only the two `with` blocks are sessionlens-specific."""
-    gpt = openai.OpenAI(base_url=llm_url + "/v1", api_key="demo", max_retries=0)
-    claude = anthropic.Anthropic(base_url=llm_url, api_key="demo", max_retries=0)
+def app_env(service: str, grpc_port: int) -> dict[str, str]:
+    """What a user sets to run an app under the launcher (README, "Instrument your app")."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(OTEL_SERVICE_NAME=service, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{grpc_port}")
+    return env
 
-    with sessionlens.session(id="ticket-4711", name="refund request", user_id="alice"):
-        with sessionlens.run(agent_id="triage", agent_name="Triage"):
-            gpt.chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
-        with sessionlens.run(agent_id="refunds", agent_name="Refunds"):
-            stream = gpt.chat.completions.create(
-                model="gpt-4o", messages=QUESTION, stream=True, stream_options={"include_usage": True}
-            )
-            for _ in stream:
-                pass
-            claude.messages.create(model="claude-3-5-sonnet-20241022", max_tokens=256, messages=QUESTION)
 
-    # No session in the code: the header this app already sends puts bob's calls in one.
-    for _ in range(2):
-        gpt.chat.completions.create(model="gpt-4o-mini", messages=QUESTION, extra_headers={"X-User-ID": "bob"})
-    try:  # the provider fails: the span records the error, the session counts it
-        gpt.chat.completions.create(model="fail-500", messages=QUESTION, extra_headers={"X-User-ID": "bob"})
-    except openai.InternalServerError:
-        pass
+def run_support_bot(llm_url: str, grpc_port: int) -> None:
+    command = [str(LAUNCHER), sys.executable, str(EXAMPLES / "support_bot.py"), llm_url]
+    subprocess.run(command, env=app_env("support-bot", grpc_port), check=True, timeout=120)
+
+
+def run_web_chat(llm_url: str, grpc_port: int) -> None:
+    port = free_port()
+    command = [str(LAUNCHER), sys.executable, str(EXAMPLES / "web_chat.py"), str(port), llm_url, "0.2"]
+    env = {**app_env("web-chat", grpc_port), "OTEL_PYTHON_FASTAPI_EXCLUDED_URLS": "health"}
+    app = subprocess.Popen(command, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if app.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("demo: the web app did not start (see its output above)")
+                time.sleep(0.2)
+        base = f"http://127.0.0.1:{port}"
+        threads = [threading.Thread(target=visit, args=(base, *v, QUESTIONS_EACH)) for v in VISITORS]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        app.terminate()  # the SDK exports what is left on its way out
+        app.wait(timeout=60)
 
 
 def print_table(title: str, result, columns: list[str]) -> None:
@@ -137,25 +158,56 @@ def show_views(store: Path) -> None:
     client.close()
 
 
-def main() -> None:
+def expected_sessions() -> list[tuple[str, str, int, int]]:
+    """(source, user, LLM calls, errors) of every session the two apps made."""
+    web = [("auto:fingerprint", "", QUESTIONS_EACH, 0) for _, _, user in VISITORS if user is None]
+    web += [("auto:user", user, QUESTIONS_EACH, 0) for _, _, user in VISITORS if user is not None]
+    return sorted([("explicit", "alice", 3, 0), ("auto:user", "bob", 3, 1), *web])
+
+
+def check_figures(store: Path) -> list[str]:
+    """What the views show that differs from what the apps did (nothing, when all is right)."""
+    client = connect(f"chdb://{store}", database="otel")
+    rows = client.query(
+        "SELECT session_id, source, user_id, llm_calls, errors, input_tokens, output_tokens FROM session_list"
+    ).result_rows
+    client.close()
+    wrong = []
+    # Spans with no LLM call (a web request's body read, exported before the app knew its
+    # user) may form a session of their own: not one of the apps' conversations.
+    got = sorted((source, user, calls, errors) for _, source, user, calls, errors, _, _ in rows if calls)
+    if got != expected_sessions():
+        wrong.append(f"sessions (source, user, calls, errors): {got}, expected {expected_sessions()}")
+    anthropic_input = sum(v for k, v in USAGE_ANTHROPIC.items() if k.endswith("input_tokens"))
+    ticket = {
+        "input_tokens": 2 * USAGE_OPENAI["prompt_tokens"] + anthropic_input,
+        "output_tokens": 2 * USAGE_OPENAI["completion_tokens"] + USAGE_ANTHROPIC["output_tokens"],
+    }
+    for sid, _, _, _, _, input_tokens, output_tokens in rows:
+        if sid == "ticket-4711" and (input_tokens, output_tokens) != tuple(ticket.values()):
+            wrong.append(f"ticket-4711 tokens {(input_tokens, output_tokens)}, expected {tuple(ticket.values())}")
+    return wrong
+
+
+def main() -> int:
     with tempfile.TemporaryDirectory(prefix="sessionlens-demo-") as tmp:
         workdir, grpc_port = Path(tmp), free_port()
         collector = start_collector(workdir, grpc_port)
-        provider = TracerProvider(resource=Resource.create({"service.name": "support-bot"}))
-        provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"127.0.0.1:{grpc_port}", insecure=True))
-        )
-        SessionLensInstrumentor().instrument(tracer_provider=provider)
         try:
             with FakeLLMServer() as llm:
-                support_bot(llm.url)
-            provider.shutdown()  # ends and exports every span
+                run_support_bot(llm.url, grpc_port)
+                run_web_chat(llm.url, grpc_port)
         finally:
             collector.send_signal(signal.SIGTERM)  # drains the spool into ClickHouse
             collector.wait(timeout=120)
         # Embedded ClickHouse is single-process: read the store once the collector is gone.
         show_views(workdir / "clickhouse")
+        wrong = check_figures(workdir / "clickhouse")
+    print("\nfigures check: " + ("every figure matches what the apps did" if not wrong else "MISMATCH"))
+    for line in wrong:
+        print("  " + line)
+    return 1 if wrong else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -21,12 +21,13 @@ import httpx
 import pytest
 from collector_setup import grpc_port, start_pipeline
 from instr_fake_llm import FakeLLMServer
+from web_chat import visit
 
 from sessionlens import conventions as c
 from sessionlens.collector.storage import connect
 from sessionlens.instrumentation.instrumentor import SCOPE
 
-TESTS = Path(__file__).resolve().parent
+WEB_CHAT = Path(__file__).resolve().parent.parent / "examples" / "web_chat.py"
 PAUSE = 0.25  # seconds, twice per request: well over the export batch's schedule delay
 BATCH_DELAY_MS = 50
 ANONYMOUS = [("127.0.0.2", "Mozilla/5.0 (X11; Linux) Firefox/140"),
@@ -44,13 +45,9 @@ def _free_port() -> int:
 
 
 def _visit(port: int, address: str, agent: str, user: str | None, failures: list[str]) -> None:
-    headers = {"User-Agent": agent, **({"Authorization": f"Bearer {user}"} if user else {})}
-    transport = httpx.HTTPTransport(local_address=address)
-    with httpx.Client(transport=transport, base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        for n in range(REQUESTS_EACH):
-            reply = client.post("/chat", json={"q": f"question {n}"}, headers=headers)
-            if reply.status_code != 200 or reply.json()["reply"] != "Hello there":
-                failures.append(f"{address} {user}: {reply.status_code} {reply.text}")
+    replies = visit(f"http://127.0.0.1:{port}", address, agent, user, REQUESTS_EACH)
+    if replies != ["Hello there"] * REQUESTS_EACH:
+        failures.append(f"{address} {user}: {replies}")
 
 
 @pytest.fixture
@@ -68,7 +65,7 @@ def app_spans(chdb_url, database, tmp_path):
     launcher = Path(sys.executable).with_name("opentelemetry-instrument")
     with FakeLLMServer() as llm:
         app = subprocess.Popen(
-            [str(launcher), sys.executable, str(TESTS / "web_app.py"), str(port), llm.url, str(PAUSE)],
+            [str(launcher), sys.executable, str(WEB_CHAT), str(port), llm.url, str(PAUSE)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         try:
