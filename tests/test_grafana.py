@@ -94,16 +94,21 @@ def grafana_store(chdb_url):
 def options(client, dashboard: dict, name: str) -> list[str]:
     """A query variable's options, from its own query (as Grafana fetches them)."""
     variable = next(v for v in dashboard["templating"]["list"] if v["name"] == name)
-    sql = render(variable["query"], all_selected(dashboard, client, skip=name), FROM, TO)
+    sql = render(variable["query"], all_selected(dashboard), FROM, TO)
     return [row[0] for row in client.query(sql).result_rows]
 
 
-def all_selected(dashboard: dict, client=None, skip: str | None = None) -> dict[str, Variable]:
-    """Every variable at its default: "All" for the filters, empty text boxes."""
+# the project of the known spans: what a single-value project variable (Session detail) holds
+TEST_PROJECT = "acme"
+
+
+def all_selected(dashboard: dict) -> dict[str, Variable]:
+    """Every variable at its default: "All" for the filters (the test project where a
+    variable has no "All"), empty text boxes."""
     variables = {}
     for variable in dashboard["templating"]["list"]:
         if variable["type"] == "query":
-            variables[variable["name"]] = Variable(ALL)
+            variables[variable["name"]] = Variable(ALL if variable["includeAll"] else TEST_PROJECT)
         elif variable["type"] == "textbox":
             variables[variable["name"]] = Variable("")
     return variables
@@ -277,6 +282,10 @@ def test_every_query_runs_and_returns_the_columns_its_panel_uses(grafana_store, 
 
 
 def test_variable_options_come_from_the_data(grafana_store):
+    detail = load("session-detail")
+    (project,) = [v for v in detail["templating"]["list"] if v["name"] == "project"]
+    assert not project["includeAll"]  # a session lives in one project: no "All"
+    assert options(grafana_store, detail, "project") == ["", "acme"]  # '' = spans sent without a token
     overview = load("sessions-overview")
     assert options(grafana_store, overview, "project") == ["acme"]
     assert options(grafana_store, overview, "environment") == ["prod", "staging"]
