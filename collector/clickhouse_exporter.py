@@ -17,6 +17,7 @@ import logging
 import marshal
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -245,6 +246,16 @@ class ClickHouseExporter:
                 (r.get(project, ""), bytes.fromhex(t + s))
                 for t, s, r in zip(cols[trace_col], cols[span_col], cols[resource_col])
             })
+
+    def spooled(self, columns: Sequence[str]) -> Iterator[tuple]:
+        """The named ``COLUMNS`` of every span still in the spool (acknowledged, not yet in
+        ClickHouse), oldest first; safe while the inserter runs (see ``Spool.scan``)."""
+        if self._spool is None:
+            return
+        indexes = [COLUMNS.index(name) for name in columns]
+        for payload in self._spool.scan():
+            cols = marshal.loads(payload)
+            yield from zip(*(cols[i] for i in indexes))
 
     def shutdown(self) -> None:
         """Stop accepting spans; drain the spool for up to ``timeout``; keep the rest on disk."""

@@ -13,6 +13,7 @@ like ``30m`` become seconds) and the pipeline wires the created components in or
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, NewType, Protocol
 
 if TYPE_CHECKING:
@@ -43,6 +44,11 @@ class Host(Protocol):
     @property
     def database(self) -> str:
         """The ClickHouse database the exporter writes to."""
+        ...
+
+    def spooled(self, columns: tuple[str, ...]) -> Iterator[tuple]:
+        """The named ``otel_traces`` columns of each span acknowledged but not in ClickHouse
+        yet (in the exporter's spool), oldest first."""
         ...
 
     def extension(self, component_id: str):

@@ -63,6 +63,11 @@ class PipelineHost:
     def database(self) -> str | None:
         return getattr(self.exporter, "database", None)
 
+    def spooled(self, columns: tuple[str, ...]):
+        """Columns of the spans the exporter holds but has not stored yet (none without a spool)."""
+        spooled = getattr(self.exporter, "spooled", None)
+        return spooled(columns) if spooled is not None else iter(())
+
     def extension(self, component_id: str) -> Any:
         """A started extension by its id (e.g. ``bearertokenauth``), or None."""
         return self.extensions.get(component_id)

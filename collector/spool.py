@@ -36,6 +36,7 @@ import struct
 import threading
 import uuid
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -366,6 +367,28 @@ class Spool:
         if fd is None:
             fd = self._readers[entry.segment] = os.open(self._path(entry.segment), os.O_RDONLY)
         return os.pread(fd, entry.length, entry.offset + _HEADER.size)
+
+    def scan(self) -> Iterator[bytes]:
+        """The payloads of the uncommitted records, oldest first, from any thread.
+
+        It reads with files of its own; a record committed (and its segment deleted) while
+        the scan runs is skipped: it is in ClickHouse by then.
+        """
+        with self._lock:
+            entries = list(self._entries.values())
+        fds: dict[int, int] = {}
+        try:
+            for entry in entries:
+                fd = fds.get(entry.segment)
+                if fd is None:
+                    try:
+                        fd = fds[entry.segment] = os.open(self._path(entry.segment), os.O_RDONLY)
+                    except FileNotFoundError:
+                        continue
+                yield os.pread(fd, entry.length, entry.offset + _HEADER.size)
+        finally:
+            for fd in fds.values():
+                os.close(fd)
 
     def begin(self, first: int, last: int) -> None:
         """Durably note that records ``first..last`` are about to be inserted as one block.

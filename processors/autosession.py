@@ -44,8 +44,9 @@ projects never share a session, not even when they share a trace id.
    ``start`` rebuilds the windows from the ``session_list`` view (a session id names its
    key) for sessions active within ``inactivity_timeout + rebuild_margin`` of now, and
    trace assignments from ``otel_traces`` (project, TraceId, SessionId, SessionSource)
-   for the last ``inactivity_timeout``: a conversation spanning a restart keeps its
-   session. Spans still in the exporter's spool at start are not seen by the rebuild.
+   for the last ``inactivity_timeout``, then adds what the spans still in the exporter's
+   spool say (acknowledged before the restart, not yet in ClickHouse): a conversation
+   spanning a restart keeps its session.
 
 Equal to a sort-and-sweep over each key's traces (the reference) when traces arrive whole
 within a batch and batches in start order, spans shuffled within a batch or not; under
@@ -59,6 +60,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from bisect import insort
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -229,7 +231,10 @@ class AutoSessionProcessor:
         return spans
 
     def start(self, host) -> None:
-        """Rebuild windows and trace assignments from stored spans (if there is storage)."""
+        """Rebuild windows and trace assignments from stored and spooled spans."""
+        # The spool first: a record the inserter commits meanwhile is in ClickHouse by the
+        # time of the queries below, so no span is missed by both.
+        spooled = self._read_spool(host)
         client = None
         try:
             client = host.storage_client() if host is not None else None
@@ -244,6 +249,55 @@ class AutoSessionProcessor:
         finally:
             if client is not None:
                 client.close()
+        self._add_spooled(*spooled)
+
+    def _read_spool(self, host) -> tuple[dict, OrderedDict]:
+        """Auto-session windows (id → [start, end]) and trace assignments of the spooled spans."""
+        windows: dict[str, list[int]] = {}
+        traces: OrderedDict[tuple[str, bytes], tuple[str, str]] = OrderedDict()
+        spooled = getattr(host, "spooled", None)
+        if spooled is None:
+            return windows, traces
+        now = time.time_ns()
+        window_cutoff = now - int((self.config.inactivity_timeout + self.config.rebuild_margin) * _NS)
+        trace_cutoff = now - self._timeout
+        columns = ("Timestamp", "Duration", "TraceId", "ResourceAttributes", "SpanAttributes")
+        try:
+            for start, duration, trace_hex, resource, attrs in spooled(columns):
+                sid = attrs.get(c.SESSION_ID)
+                if not sid:
+                    continue
+                source = attrs.get(c.SESSION_SOURCE)
+                source = source if source in _SOURCES else c.SOURCE_EXPLICIT
+                end = start + duration
+                if source != c.SOURCE_EXPLICIT and end >= window_cutoff:
+                    window = windows.setdefault(sid, [start, end])
+                    window[0], window[1] = min(window[0], start), max(window[1], end)
+                if start >= trace_cutoff:
+                    trace = (resource.get(c.PROJECT, ""), bytes.fromhex(trace_hex))
+                    if trace not in traces:  # a trace's first span names its session
+                        traces[trace] = (sid, source)
+                        if len(traces) > self.config.max_traces:
+                            traces.popitem(last=False)
+        except Exception as exc:  # an unreadable spool must not stop the start
+            log.warning("autosession: cannot read the spool (%s); its sessions may be split", exc)
+        return windows, traces
+
+    def _add_spooled(self, windows: dict[str, list[int]], traces: OrderedDict) -> None:
+        with self._lock:
+            for sid, (start, end) in windows.items():
+                key_windows = self._key_windows(key_of(sid))
+                if any(w[2] == sid for w in key_windows):
+                    self._extend(key_of(sid), sid, start, end)
+                else:
+                    insort(key_windows, [start, end, sid])
+                    del key_windows[: -self.config.max_windows_per_key]
+            for trace, assigned in traces.items():
+                self._traces.setdefault(trace, assigned)  # a stored earlier span names it first
+            while len(self._traces) > self.config.max_traces:
+                self._traces.popitem(last=False)
+        if windows or traces:
+            log.info("autosession: %d sessions and %d traces from the spool", len(windows), len(traces))
 
     def shutdown(self) -> None:
         pass

@@ -470,3 +470,47 @@ def test_json_nested_10000_deep_is_a_clean_400(edge):
     status, headers, raw = post(http_port, deep.encode(), content_type="application/json")
     assert status == 400
     assert json.loads(raw)["message"]
+
+
+# --- a restart with spans still in the spool ------------------------------------------------
+
+
+def test_a_restart_with_spans_in_the_spool_keeps_the_conversation_s_session(chdb_url, database, tmp_path):
+    from sessionlens import conventions as c
+    from sessionlens.collector.config import parse
+    from sessionlens.collector.pdata import Span
+    from sessionlens.collector.pipeline import Pipeline
+    from sessionlens.collector.storage import connect
+    from sessionlens.schema import migrate
+
+    client = connect(chdb_url, database=database)
+    migrate.apply(client, migrate.SchemaOptions(database=database))
+    # ClickHouse takes nothing: every span stays in the spool across the restart.
+    client.command(f"RENAME TABLE {database}.otel_traces TO {database}.otel_traces_away")
+    text = CONFIG.format(port=0, url=chdb_url, database=database, spool=tmp_path / "spool")
+    text = text.replace("    timeout: 60s", "    timeout: 0.2s\n    create_schema: false")
+    now = time.time_ns()
+
+    def span(trace: int, start: int, **attributes) -> Span:
+        return Span(trace.to_bytes(16, "big"), (start % 10**6 + 1).to_bytes(8, "big"), b"", "chat", 3,
+                    start, start + 10**9, dict(attributes), {c.SERVICE_NAME: "chatbot"})
+
+    first = Pipeline(parse(text))
+    first.start()
+    try:
+        turn1 = span(1, now - 120 * 10**9, **{c.USER_ID: "alice"})
+        first.consume([turn1])
+    finally:
+        first.shutdown()
+    assert turn1.attributes[c.SESSION_SOURCE] == c.SOURCE_AUTO_USER
+
+    second = Pipeline(parse(text))
+    second.start()
+    try:
+        turn2 = span(2, now, **{c.USER_ID: "alice"})  # the next turn of the conversation
+        late = span(1, now - 60 * 10**9)  # a late span of the first turn's trace
+        second.consume([turn2, late])
+    finally:
+        second.shutdown()
+    assert turn2.attributes[c.SESSION_ID] == turn1.attributes[c.SESSION_ID]
+    assert late.attributes[c.SESSION_ID] == turn1.attributes[c.SESSION_ID]

@@ -268,3 +268,15 @@ def test_a_full_disk_stops_appends_but_not_the_drain(tiny_fs):
     assert spool.append(payload, items=1) == appended + 1  # room again: accepted
     spool.close()
     assert Spool(str(tiny_fs / "spool"), max_bytes=1 << 30).pending() == [(appended + 1, 1)]
+
+
+def test_a_scan_from_another_thread_skips_what_is_committed_meanwhile(tmp_path):
+    spool = Spool(str(tmp_path), max_bytes=1 << 20, segment_bytes=100)
+    for i in range(4):
+        spool.append(bytes([i]) * 80, items=1)  # one record per segment
+    scan = spool.scan()
+    assert next(scan) == bytes([0]) * 80
+    spool.begin(1, 3)
+    spool.commit(3)  # the inserter stored three records and deleted their segments
+    assert list(scan) == [bytes([3]) * 80]
+    assert list(spool.scan()) == [bytes([3]) * 80]
