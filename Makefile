@@ -22,12 +22,22 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package-lock.json
 		echo "npm not found: skipping $(NODE_DIR) (install Node.js and npm to run the Node exporter test)"; \
 	fi
 
+# The web UI tests drive Debian's Chromium through Playwright (a Playwright browser
+# download is not used). CI runs as root on Debian: install it when it is missing.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "$(CHROMIUM) is missing: install Debian's chromium package (sudo apt-get install chromium)" >&2; exit 1; \
+	fi
+
 install: $(VENV)/.installed
 
 run: install
 	$(VENV)/bin/sessionlens collector --config $(CONFIG)
 
-test: install $(NODE_DIR)/node_modules/.installed
+test: install $(NODE_DIR)/node_modules/.installed $(CHROMIUM)
 	$(PY) -m pytest
 
 demo: install

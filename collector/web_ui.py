@@ -420,8 +420,9 @@ def chart(series: list[dict[str, Any]], key: str, label: str, fmt) -> dict[str, 
     bars = [{"x": round(i * 100 / n, 3), "w": round(100 / n * 0.8, 3),
              "h": round(v / (top or 1) * 100, 3), "title": f"{fmt_time(b['bucket'])}: {show(v)}"}
             for i, (v, b) in enumerate(zip(values, series))]
-    # a sum for counts and cost, the worst bucket for latency
-    summary = show(top if key == "p95_call_latency_ms" else sum(values))
+    # the range's total where buckets add up (calls, cost, errors); sessions and
+    # latency do not add up across buckets: their chart says the largest bucket
+    summary = show(sum(values)) if key in ("llm_calls", "cost_usd", "errors") else ""
     return {"key": key, "label": label, "bars": bars, "max": show(top), "summary": summary,
             "first": fmt_time(series[0]["bucket"]) if series else "",
             "last": fmt_time(series[-1]["bucket"]) if series else ""}

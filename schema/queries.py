@@ -431,7 +431,8 @@ def session_spans(client: Client, project: str | None, session_id: str,
 def breakdown(client: Client, project: str | None, session_id: str, *,
               database: str = DEFAULT_DATABASE) -> dict[str, list[dict[str, Any]]]:
     """Per agent, model, path and run of one session: each key's own calls, tokens, cost,
-    errors and mean call latency (spans without the key are under ``""``)."""
+    errors and mean call latency (calls without the key are under ``""``; keys with no
+    call, such as an agent span's model, are left out)."""
     sql = _Sql()
     session = sql.bind(session_id, "String")
     if project is not None:
@@ -454,7 +455,7 @@ def breakdown(client: Client, project: str | None, session_id: str, *,
         f"        {is_call} AS call\n"
         f"    FROM {_detail(database, session)} {sql.clause()})\n"
         f"ARRAY JOIN [{keys}] AS b\n"
-        "GROUP BY breakdown, key\n"
+        "GROUP BY breakdown, key HAVING llm_calls > 0\n"
         "ORDER BY breakdown, cost_usd DESC, llm_calls DESC, key"
     )
     result: dict[str, list[dict[str, Any]]] = {name: [] for name in BREAKDOWNS}
@@ -530,8 +531,9 @@ def series(client: Client, filters: Filters, interval_s: int, *,
             "use a larger interval or a shorter range")
     sql = _Sql()
     step = sql.bind(interval_s, "UInt32")
-    sql.where(f"Timestamp >= fromUnixTimestamp64Nano({sql.bind(_ns(since), 'Int64')})")
-    sql.where(f"Timestamp <= fromUnixTimestamp64Nano({sql.bind(_ns(until), 'Int64')})")
+    first, last = sql.bind(_ns(since), "Int64"), sql.bind(_ns(until), "Int64")
+    sql.where(f"Timestamp >= fromUnixTimestamp64Nano({first})")
+    sql.where(f"Timestamp <= fromUnixTimestamp64Nano({last})")
     for column, value in (("Project", filters.project), ("Environment", filters.environment),
                           ("ServiceName", filters.service), ("UserId", filters.user)):
         if value is not None:
@@ -546,7 +548,11 @@ def series(client: Client, filters: Filters, interval_s: int, *,
         "    uniqExact(SessionId) AS sessions, countIf(IsLlmCall) AS llm_calls,\n"
         "    sumIf(CostUsd, IsLlmCall) AS cost_usd, countIf(IsLlmCall AND IsError) AS errors,\n"
         "    if(llm_calls > 0, quantileIf(0.95)(Duration / 1e6, IsLlmCall), 0) AS p95_call_latency_ms\n"
-        f"FROM {traces} {sql.clause()}\nGROUP BY bucket ORDER BY bucket",
+        f"FROM {traces} {sql.clause()}\nGROUP BY bucket\n"
+        # every bucket of the range, the empty ones with zeros, so charts keep a time axis
+        f"ORDER BY bucket WITH FILL FROM toStartOfInterval(toDateTime(fromUnixTimestamp64Nano({first})), "
+        f"toIntervalSecond({step})) TO toDateTime(fromUnixTimestamp64Nano({last})) "
+        f"STEP toIntervalSecond({step})",
         sql.parameters,
     ))
 

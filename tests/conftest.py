@@ -67,3 +67,12 @@ def recording_exporter(monkeypatch: pytest.MonkeyPatch) -> RecordingExporter:
     monkeypatch.setitem(sys.modules, module.__name__, module)
     monkeypatch.setitem(config.REGISTRY["exporters"], "recording", module.__name__)
     return recorder
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so fixtures can tell a failed test
+    (the browser fixture saves a screenshot then)."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
