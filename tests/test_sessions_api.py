@@ -430,7 +430,7 @@ def test_the_api_matches_its_openapi_description(collector, operation):
     statuses = []
 
     @given(case=found[0].as_strategy())
-    @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck),
+    @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck),
               database=None)
     def check(case):
         # no 5xx, documented status codes and content types, answers valid against the
