@@ -114,8 +114,8 @@ def limit(items, default: int = queries.DEFAULT_LIMIT) -> int:
     return _integer(items, "limit", default, queries.MAX_LIMIT)
 
 
-def spans_limit(items) -> int:
-    return _integer(items, "spans_limit", queries.DEFAULT_SPANS_LIMIT, queries.MAX_SPANS_LIMIT)
+def spans_limit(items, default: int = queries.DEFAULT_SPANS_LIMIT) -> int:
+    return _integer(items, "spans_limit", default, queries.MAX_SPANS_LIMIT)
 
 
 def sort(items, allowed=queries.SORTS) -> queries.Sort:

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from sessionlens.collector.sessions_app import Handlers
 
 HERE = Path(__file__).parent / "web"
+UI_SPANS_PER_PAGE = 200
+"""Spans on one session page (each carries its attributes table: the page stays small)."""
 IDLE_GAP_S = 60.0
 """Idle stretches longer than this are drawn as a gap in the waterfall, not to scale."""
 
@@ -305,7 +307,8 @@ class Pages:
             api_params.check_names(items, api_params.DETAIL_PARAMETERS)
             detail = await run_in_threadpool(
                 self.api.read, queries.session, project, session_id,
-                api_params.spans_limit(items), api_params.cursor(items, "spans_cursor"))
+                api_params.spans_limit(items, UI_SPANS_PER_PAGE),
+                api_params.cursor(items, "spans_cursor"))
             if detail is None:
                 return self._render(request, "error.html", 404, title="Not found",
                                     message=f"No session {session_id!r}.")

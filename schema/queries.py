@@ -385,8 +385,29 @@ def session_row(client: Client, project: str | None, session_id: str, *,
     return rows[0] if rows else None
 
 
-def _detail(database: str, session: str) -> str:
-    return f"{_table(database, names.SESSION_DETAIL)}(session_id = {session})"
+_VIEW_PARAMETERS: dict[tuple[str, str], tuple[str, ...]] = {}
+_PARAMETER = re.compile(r"\{(\w+):")
+
+
+def view_parameters(client: Client, database: str, view: str) -> tuple[str, ...]:
+    """The parameter names of a parameterized view, read once per database and view."""
+    key = (database, view)
+    if key not in _VIEW_PARAMETERS:
+        text = client.command(
+            "SELECT create_table_query FROM system.tables WHERE database = {d:String} "
+            "AND name = {v:String}", parameters={"d": database, "v": view})
+        _VIEW_PARAMETERS[key] = tuple(dict.fromkeys(_PARAMETER.findall(str(text or ""))))
+    return _VIEW_PARAMETERS[key]
+
+
+def _detail(client: Client, database: str, sql: _Sql, session_id: str, project: str | None) -> str:
+    """``session_detail(...)`` of one session, with whichever parameters the view takes
+    (``session_id``; ``project`` once the view is scoped by project: '' = every project)."""
+    given = {"session_id": session_id, "project": project or ""}
+    args = ", ".join(f"{name} = {sql.bind(given.get(name, ''), 'String')}"
+                     for name in view_parameters(client, database, names.SESSION_DETAIL)
+                     or ("session_id",))
+    return f"{_table(database, names.SESSION_DETAIL)}({args})"
 
 
 @dataclass
@@ -406,7 +427,7 @@ def session_spans(client: Client, project: str | None, session_id: str,
     _check_limit(limit, "spans_limit", MAX_SPANS_LIMIT)
     fingerprint = format(_crc(f"{project}\0{session_id}"), "x")
     sql = _Sql()
-    session = sql.bind(session_id, "String")
+    source = _detail(client, database, sql, session_id, project)
     if project is not None:
         sql.where(f"project = {sql.bind(project, 'String')}")
     if cursor:
@@ -416,7 +437,7 @@ def session_spans(client: Client, project: str | None, session_id: str,
     rows = _rows(_query(
         client,
         f"SELECT *, toUnixTimestamp64Nano(timestamp) AS {_SORT_VALUE}\n"
-        f"FROM {_detail(database, session)} {sql.clause()}\n"
+        f"FROM {source} {sql.clause()}\n"
         f"ORDER BY {_SORT_VALUE}, span_id LIMIT {sql.bind(limit + 1, 'UInt32')}",
         sql.parameters,
     ))
@@ -434,7 +455,7 @@ def breakdown(client: Client, project: str | None, session_id: str, *,
     errors and mean call latency (calls without the key are under ``""``; keys with no
     call, such as an agent span's model, are left out)."""
     sql = _Sql()
-    session = sql.bind(session_id, "String")
+    source = _detail(client, database, sql, session_id, project)
     if project is not None:
         sql.where(f"project = {sql.bind(project, 'String')}")
     llm = sql.bind(sorted(conv.LLM_OPERATIONS), "Array(String)")
@@ -453,7 +474,7 @@ def breakdown(client: Client, project: str | None, session_id: str, *,
         "FROM (SELECT agent_id, model, path, run_id, input_tokens AS i, output_tokens AS o,\n"
         "        cost_usd AS c, duration_ms AS d, status IN ('Error', 'STATUS_CODE_ERROR') AS err,\n"
         f"        {is_call} AS call\n"
-        f"    FROM {_detail(database, session)} {sql.clause()})\n"
+        f"    FROM {source} {sql.clause()})\n"
         f"ARRAY JOIN [{keys}] AS b\n"
         "GROUP BY breakdown, key HAVING llm_calls > 0\n"
         "ORDER BY breakdown, cost_usd DESC, llm_calls DESC, key"
