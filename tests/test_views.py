@@ -16,6 +16,9 @@ from sessionlens.schema.migrate import SchemaOptions, apply
 from sessionlens.schema.prices import cost_usd, load_prices
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
+"""The spans' reference time; ``store`` moves it (and the spans) to the test's own start,
+since a long suite reaches this module many minutes after importing it."""
+IMPORTED = NOW
 MS = 1_000_000  # ns
 
 COLUMNS = [
@@ -40,7 +43,7 @@ def chat(model, inp, out, **extra):
 
 A0 = NOW - timedelta(seconds=60)
 B_END = NOW - timedelta(minutes=31)  # just past the 30 min inactivity timeout
-D_END = NOW - timedelta(minutes=25)  # within it, with slack: NOW is taken at import, tests run later
+D_END = NOW - timedelta(minutes=28)  # within it
 SA = {"session.id": "S_A", "user.id": "alice", "sessionlens.session.name": "Ticket 42"}
 PLANNER = {**SA, "gen_ai.agent.id": "planner", "sessionlens.run.id": "r1"}
 RESEARCHER = {**SA, "gen_ai.agent.id": "researcher", "sessionlens.run.id": "r2"}
@@ -83,7 +86,7 @@ SPANS = [
          {"langfuse.session.id": "S_B", "enduser.id": "bob", **chat("gemini-2.5-flash", 10000, 1000)},
          3000, service="batch",
          resource={"sessionlens.project": "acme", "deployment.environment": "staging"}),
-    # S_D: one call whose end is 25 minutes ago
+    # S_D: one call whose end is 28 minutes ago
     span(D_END - timedelta(seconds=1), "tD", "d1", "chat gpt-4o-mini",
          {"session.id": "S_D", "user.id": "carol", **chat("gpt-4o-mini", 100, 10)}, 1000),
     # no session id at all (a stock writer with no sessionlens collector): a session per trace
@@ -101,11 +104,15 @@ ALL_PARAMS = dict.fromkeys(("since", "until", "project", "environment", "service
 
 @pytest.fixture
 def store(chdb_url, database):
+    global NOW
+    NOW = datetime.now(timezone.utc).replace(microsecond=0)
+    shift = NOW - IMPORTED  # the spans and the tests' time filters move together
     client = connect(chdb_url)
     apply(client, SchemaOptions(database=database))
     # three inserts split sessions S_A and S_B: the views must re-aggregate across blocks
     for batch in (SPANS[:3], SPANS[3:8], SPANS[8:]):
-        client.insert(f"{database}.otel_traces", batch, column_names=COLUMNS)
+        client.insert(f"{database}.otel_traces", [[row[0] + shift, *row[1:]] for row in batch],
+                      column_names=COLUMNS)
     yield client, database
     client.close()
 
