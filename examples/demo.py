@@ -2,7 +2,7 @@
 collector, the views.
 
 1. starts ``sessionlens collector`` with the repository's otel-config.yaml on a fresh
-   embedded store in a temporary directory (free ports, nothing of ./data touched);
+   embedded store in ./data/demo (free ports; the store of ``make run`` is not touched);
 2. runs two apps the way the README tells users to — unchanged, under the real
    ``opentelemetry-instrument`` launcher (so the httpx instrumentation is on too) — against
    the fake LLM server the tests use (no API key, no network):
@@ -13,7 +13,8 @@ collector, the views.
    spans — the collector tells all four apart);
 3. stops the collector (it drains its spool into ClickHouse), prints what the views show —
    the session list, the ticket's spans in order, the vitals — and checks the figures
-   against what the apps did (exit status 1 when one does not match).
+   against what the apps did (exit status 1 when one does not match), then says how to
+   reopen the demo's store with the collector to browse it in the web UI.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import os
 import signal
 import socket
 import subprocess
+import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -58,6 +59,7 @@ def start_collector(workdir: Path, grpc_port: int) -> subprocess.Popen:
         os.environ,
         SESSIONLENS_OTLP_GRPC_ENDPOINT=f"127.0.0.1:{grpc_port}",
         SESSIONLENS_OTLP_HTTP_ENDPOINT=f"127.0.0.1:{free_port()}",
+        SESSIONLENS_API_ENDPOINT=f"127.0.0.1:{free_port()}",
         SESSIONLENS_CLICKHOUSE_URL=f"chdb://{workdir / 'clickhouse'}",
         SESSIONLENS_SPOOL_DIR=str(workdir / "spool"),
     )
@@ -190,22 +192,28 @@ def check_figures(store: Path) -> list[str]:
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="sessionlens-demo-") as tmp:
-        workdir, grpc_port = Path(tmp), free_port()
-        collector = start_collector(workdir, grpc_port)
-        try:
-            with FakeLLMServer() as llm:
-                run_support_bot(llm.url, grpc_port)
-                run_web_chat(llm.url, grpc_port)
-        finally:
-            collector.send_signal(signal.SIGTERM)  # drains the spool into ClickHouse
-            collector.wait(timeout=120)
-        # Embedded ClickHouse is single-process: read the store once the collector is gone.
-        show_views(workdir / "clickhouse")
-        wrong = check_figures(workdir / "clickhouse")
+    workdir, grpc_port = ROOT / "data" / "demo", free_port()
+    shutil.rmtree(workdir, ignore_errors=True)  # each tour starts from an empty store
+    collector = start_collector(workdir, grpc_port)
+    try:
+        with FakeLLMServer() as llm:
+            run_support_bot(llm.url, grpc_port)
+            run_web_chat(llm.url, grpc_port)
+    finally:
+        collector.send_signal(signal.SIGTERM)  # drains the spool into ClickHouse
+        collector.wait(timeout=120)
+    # Embedded ClickHouse is single-process: read the store once the collector is gone.
+    show_views(workdir / "clickhouse")
+    wrong = check_figures(workdir / "clickhouse")
     print("\nfigures check: " + ("every figure matches what the apps did" if not wrong else "MISMATCH"))
     for line in wrong:
         print("  " + line)
+    print(
+        "\nBrowse these sessions in the web UI: reopen the demo's store with the collector,\n"
+        f"  SESSIONLENS_CLICKHOUSE_URL=chdb://{workdir / 'clickhouse'} "
+        f"SESSIONLENS_SPOOL_DIR={workdir / 'spool'} make run\n"
+        "then open http://127.0.0.1:4319/ (or: curl http://127.0.0.1:4319/v1/sessions)."
+    )
     return 1 if wrong else 0
 
 
