@@ -178,6 +178,9 @@ def check_figures(store: Path) -> list[str]:
     # Spans with no LLM call (a web request's body read, exported before the app knew its
     # user) may form a session of their own: not one of the apps' conversations.
     got = sorted((source, user, calls, errors) for _, source, user, calls, errors, _, _ in rows if calls)
+    if any(not calls for _, _, _, calls, _, _, _ in rows):
+        print("\n(a session with no LLM call holds the body reads of logged-in users' requests, exported"
+              " before the app knew who sent them: README, Automatic sessions)")
     if got != expected_sessions():
         wrong.append(f"sessions (source, user, calls, errors): {got}, expected {expected_sessions()}")
     anthropic_input = sum(v for k, v in USAGE_ANTHROPIC.items() if k.endswith("input_tokens"))
