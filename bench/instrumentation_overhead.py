@@ -97,26 +97,40 @@ with FakeLLMServer() as server:
 # --- set-up shared by both parts --------------------------------------------------------
 
 
-def _encoding_exporter() -> Any:
-    """An exporter that does what the OTLP exporters do before the network: encode to protobuf."""
+def _encoding_exporter(hold: bool = False) -> Any:
+    """An exporter that does what the OTLP exporters do before the network: encode to protobuf.
+
+    With ``hold``, spans are kept until ``encode_held()``, so callgrind counts encoding apart.
+    """
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
     class EncodingExporter(SpanExporter):
+        def __init__(self) -> None:
+            self.held: list[Any] = []
+
         def export(self, spans: Sequence[Any]) -> SpanExportResult:
-            encode_spans(spans).SerializeToString()
+            if hold:
+                self.held.extend(spans)
+            else:
+                encode_spans(spans).SerializeToString()
             return SpanExportResult.SUCCESS
+
+        def encode_held(self) -> None:
+            if self.held:  # one batch, as the BatchSpanProcessor would send them
+                encode_spans(self.held).SerializeToString()
+            self.held.clear()
 
     return EncodingExporter()
 
 
-def _provider(schedule_delay_millis: float | None = None) -> Any:
+def _provider(schedule_delay_millis: float | None = None, exporter: Any = None) -> Any:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider = TracerProvider()
     kwargs = {} if schedule_delay_millis is None else {"schedule_delay_millis": schedule_delay_millis}
-    provider.add_span_processor(BatchSpanProcessor(_encoding_exporter(), **kwargs))
+    provider.add_span_processor(BatchSpanProcessor(exporter or _encoding_exporter(), **kwargs))
     return provider
 
 
@@ -322,7 +336,11 @@ def _peer_venv() -> Path:
     print(f"creating the bench venv {venv} (once): {' '.join(requirements)}", flush=True)
     shutil.rmtree(venv, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-e", str(REPO), *requirements], check=True)
+    pip = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "-e", str(REPO), *requirements], capture_output=True, text=True
+    )
+    if pip.returncode != 0:
+        raise RuntimeError(f"could not install the bench venv:\n{pip.stderr[-3000:]}")
     (venv / ".ready").touch()
     return python
 
@@ -336,7 +354,8 @@ def _child(arm: str, http_spans: bool, url: str, counts: tuple[int, int]) -> Non
 
     import openai
 
-    provider = _provider(schedule_delay_millis=HOLD_SECONDS * 1000)
+    exporter = _encoding_exporter(hold=True)
+    provider = _provider(schedule_delay_millis=HOLD_SECONDS * 1000, exporter=exporter)
     if http_spans:
         for instrumentor in _http_instrumentors():
             instrumentor.instrument(tracer_provider=provider)
@@ -363,6 +382,7 @@ def _child(arm: str, http_spans: bool, url: str, counts: tuple[int, int]) -> Non
                 measure(client)
         finish()
         provider.force_flush()
+        exporter.encode_held()
         # Everything alive now (imports, clients) stays out of the collector's way, so a
         # full collection landing in one segment and not the other cannot tip the difference.
         gc.collect()
@@ -376,6 +396,8 @@ def _child(arm: str, http_spans: bool, url: str, counts: tuple[int, int]) -> Non
                 finish()
                 provider.force_flush()
                 dump(f"{kind} {count} flush")
+                exporter.encode_held()
+                dump(f"{kind} {count} encode")
     provider.shutdown()
 
 
@@ -408,11 +430,12 @@ def _run_child(python: Path, arm: str, http_spans: bool, url: str, counts: tuple
     n1, n2 = counts
     result: dict[str, float] = {}
     for kind in ("call", "stream"):
-        calls1, calls2 = dumps[f"{kind} {n1} calls"], dumps[f"{kind} {n2} calls"]
-        flush1, flush2 = dumps[f"{kind} {n1} flush"], dumps[f"{kind} {n2} flush"]
-        total = sum(calls2.values()) + sum(flush2.values()) - sum(calls1.values()) - sum(flush1.values())
-        result[f"{kind} total"] = total / (n2 - n1)
-        result[f"{kind} path"] = (calls2.get(1, 0) - calls1.get(1, 0)) / (n2 - n1)
+        def per_call(segment: str) -> float:
+            return (sum(dumps[f"{kind} {n2} {segment}"].values()) - sum(dumps[f"{kind} {n1} {segment}"].values())) / (n2 - n1)
+
+        result[f"{kind} encode"] = per_call("encode")
+        result[f"{kind} total"] = per_call("calls") + per_call("flush") + result[f"{kind} encode"]
+        result[f"{kind} path"] = (dumps[f"{kind} {n2} calls"].get(1, 0) - dumps[f"{kind} {n1} calls"].get(1, 0)) / (n2 - n1)
     return result
 
 
@@ -448,22 +471,27 @@ def instructions(url: str, counts: tuple[int, int], bare_cpu_us: float, arms: Se
     for http in https:
         print(f"  httpx instrumentation {'ON (as opentelemetry-instrument has it)' if http else 'off'}:")
         base = results[("bare", http)]
-        for arm in arms:
-            cells = []
-            for kind, title in (("call", "non-streaming"), ("stream", "streaming")):
-                total, path = results[(arm, http)][f"{kind} total"], results[(arm, http)][f"{kind} path"]
+        for kind, title in (("call", "non-streaming"), ("stream", "streaming, read to the end")):
+            print(f"    {title}:")
+            for arm in arms:
+                got = results[(arm, http)]
+                total, path, encode = got[f"{kind} total"], got[f"{kind} path"], got[f"{kind} encode"]
                 if arm == "bare":
-                    cells.append(f"{title} {total / 1e6:.2f}M (call path {path / 1e6:.2f}M)")
+                    print(
+                        f"      {arm:<13} {total / 1e6:6.2f}M per call (call path {path / 1e6:.2f}M, "
+                        f"OTLP encoding {encode / 1e3:.0f}k)"
+                    )
                     continue
-                added, added_path = total - base[f"{kind} total"], path - base[f"{kind} path"]
+                added = total - base[f"{kind} total"]
+                added_path, added_encode = path - base[f"{kind} path"], encode - base[f"{kind} encode"]
                 verdict = ""
                 if arm == "sessionlens":
-                    verdict = f" [target ≤ {targets[kind] / 1e3:.0f}k: {'OK' if added <= targets[kind] else 'MISSED'}]"
-                cells.append(
-                    f"{title} {_fmt(added)} ({added / base[f'{kind} total'] * 100:+.1f} %, ≈{added / rate:.0f} µs; "
-                    f"call path {_fmt(added_path)}){verdict}"
+                    verdict = f"  [target ≤ {targets[kind] / 1e3:.0f}k: {'OK' if added <= targets[kind] else 'MISSED'}]"
+                print(
+                    f"      {arm:<13} {_fmt(added):>7} added ({added / base[f'{kind} total'] * 100:+5.1f} %, ≈{added / rate:4.0f} µs)"
+                    f" — call path {_fmt(added_path)}, OTLP encoding {_fmt(added_encode)}, "
+                    f"the rest (finishing, span processors) {_fmt(added - added_path - added_encode)}{verdict}"
                 )
-            print(f"    {arm:<13} " + " | ".join(cells))
 
 
 def main(argv: list[str] | None = None) -> int:

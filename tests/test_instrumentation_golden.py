@@ -27,9 +27,11 @@ from instr_fake_llm import FakeLLMServer
 from instr_support import Telemetry, instrumented
 from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind
 
 import sessionlens
 from sessionlens import conventions as c
+from sessionlens.instrumentation.identity import REQUESTS
 
 pytest_plugins = ("instr_fixtures",)
 GOLDEN = Path(__file__).parent / "golden" / "instrumentation_spans.json"
@@ -76,6 +78,13 @@ def _scenario(url: str, tracer: Any, closed_port: int) -> Iterator[tuple[str, Ca
 
         return call
 
+    def in_request() -> None:
+        # A web framework's local root SERVER span records the visitor (last: the process serves from now on).
+        visitor = {"client.address": "10.0.0.7", "user_agent.original": "agent/1", "enduser.id": "visitor-1"}
+        with tracer.start_as_current_span("GET /chat", kind=SpanKind.SERVER, attributes=visitor):
+            with tracer.start_as_current_span("handler"):
+                chat()
+
     async def async_stream() -> str:
         stream = await aoai.chat.completions.create(
             model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
@@ -115,6 +124,8 @@ def _scenario(url: str, tracer: Any, closed_port: int) -> Iterator[tuple[str, Ca
     yield "unreachable", failing(lambda: unreachable.chat.completions.create(model="gpt-4o", messages=MESSAGES))
     yield "under-app-span", in_session(under({"app": "yes"}))
     yield "under-genai-span", in_session(under({c.OPERATION: "chat", "gen_ai.system": "openai"}))
+    yield "in-a-request", in_request
+    yield "after-a-request", lambda: oai.chat.completions.create(model="gpt-4o", messages=MESSAGES)
 
 
 def _value(value: Any) -> Any:
@@ -164,6 +175,7 @@ def _normalized(spans: list[ReadableSpan], ports: dict[int, str]) -> list[dict[s
 
 
 def _capture(telemetry: Telemetry, server: FakeLLMServer) -> dict[str, list[dict[str, Any]]]:
+    REQUESTS.serving, REQUESTS._roots = False, {}  # each set-up starts as a process that served no one
     captured = {}
     closed = _closed_port()
     ports = {server.server_address[1]: "<port>", closed: "<closed port>"}
@@ -194,7 +206,11 @@ def _setups(telemetry: Telemetry, server: FakeLLMServer) -> dict[str, Any]:
     return result
 
 
-def test_exported_spans_match_the_golden_capture(telemetry: Telemetry, server: FakeLLMServer) -> None:
+def test_exported_spans_match_the_golden_capture(
+    telemetry: Telemetry, server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(REQUESTS, "serving", False)  # restored afterwards, for the tests that follow
+    monkeypatch.setattr(REQUESTS, "_roots", {})
     captured = _setups(telemetry, server)
     text = json.dumps(captured, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
     if os.environ.get(WRITE_ENV):
