@@ -31,6 +31,7 @@ from sessionlens.instrumentation.finisher import FINISHER
 from sessionlens.instrumentation.identity import REQUESTS, identity_of
 from sessionlens.instrumentation.providers import Endpoint, body_user, recognise, request_attributes
 from sessionlens.instrumentation.responses import ResponseReader
+from sessionlens.instrumentation.spanattrs import put
 from sessionlens.instrumentation.sse import event_payloads
 
 _log = logging.getLogger(__name__)
@@ -320,10 +321,9 @@ class LLMCall:
                 _log.debug("sessionlens: could not read the request's identity", exc_info=True)
         span = self._span
         if span is None:
-            # In the call's own contextvars, so processors reading them see the app's context.
-            attributes = {**self._constant, **attributes}
-            span = self._vars.run(self._calls.start_late, name, attributes, self._parent, self._start_time)
-            attributes = {}
+            # In the call's own contextvars, so processors reading them see the app's context;
+            # started with the attributes known before the request, as on the call path.
+            span = self._vars.run(self._calls.start_late, name, self._constant, self._parent, self._start_time)
         else:
             span.update_name(name)
         try:
@@ -338,7 +338,7 @@ class LLMCall:
             elif status is not None and status >= 400:
                 attributes[c.ERROR_TYPE] = str(status)
                 span.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
-            span.set_attributes(attributes)
+            put(span, attributes)
         finally:
             span.end(end_time)
 

@@ -10,6 +10,7 @@ from opentelemetry.trace import SpanKind
 from sessionlens import conventions as c
 from sessionlens.instrumentation.context import BAGGAGE_KEYS, current_attributes
 from sessionlens.instrumentation.identity import REQUESTS, identity_of
+from sessionlens.instrumentation.spanattrs import put
 
 _SERVER = SpanKind.SERVER
 
@@ -37,8 +38,7 @@ class SessionSpanProcessor(SpanProcessor):
             return
         context_attributes = current_attributes()
         if not (REQUESTS.serving or self._adopt_baggage):  # the common case of a batch job
-            if context_attributes:
-                span.set_attributes(context_attributes)
+            put(span, context_attributes)
             return
         attributes: dict[str, object] = {}
         if REQUESTS.serving:
@@ -51,8 +51,7 @@ class SessionSpanProcessor(SpanProcessor):
             if entries:
                 attributes.update({k: str(v) for k, v in entries.items() if k in BAGGAGE_KEYS})
         attributes.update(context_attributes)
-        if attributes:
-            span.set_attributes(attributes)
+        put(span, attributes)
 
     def on_end(self, span: ReadableSpan) -> None:
         if span.kind is _SERVER:
