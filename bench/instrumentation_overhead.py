@@ -43,8 +43,9 @@ too often per call. Instructions are turned into µs at the rate of the bare cal
     .venv/bin/python bench/instrumentation_overhead.py [--pairs 1000] [--calls 10,60]
         [--skip-timers] [--skip-callgrind] [--arms bare,sessionlens,…] [--http both|on|off]
 
-Part 2 takes ~20 minutes on the shared 2-core machine (Python under callgrind is ~50×
-slower, and each process first imports openai and the SDK).
+Part 2 takes 20–60 minutes on the shared 2-core machine (Python under callgrind is ~50×
+slower, and each process first imports openai and the SDK): ``--arms`` and ``--http``
+run a part of it, smaller ``--calls`` a shorter one.
 
 Peers' versions: opentelemetry-instrumentation-genai-openai==1.3b0,
 opentelemetry-instrumentation-openai==0.62.4 (change ``PEERS`` to measure others).
@@ -479,7 +480,7 @@ def instructions(url: str, counts: tuple[int, int], bare_cpu_us: float, arms: Se
                 if arm == "bare":
                     print(
                         f"      {arm:<13} {total / 1e6:6.2f}M per call (call path {path / 1e6:.2f}M, "
-                        f"OTLP encoding {encode / 1e3:.0f}k)"
+                        f"OTLP encoding {max(encode, 0) / 1e3:.0f}k)"
                     )
                     continue
                 added = total - base[f"{kind} total"]
