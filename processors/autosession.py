@@ -29,7 +29,9 @@ projects never share a session, not even when they share a trace id.
    touches with a gap of at most ``inactivity_timeout`` (``start <= end_w + timeout`` and
    ``start_w <= end + timeout``) and that opened at most ``max_duration`` before the
    unit's start (steady traffic still yields sessions of bounded length); else it opens a
-   new window. Several such windows (a late unit bridging two sessions): the latest
+   new window. A window that opens because ``max_duration`` closed the one it would have
+   joined starts with that one's latest end: inactivity counts from the key's latest
+   activity, whichever session holds it. Several such windows (a late unit bridging two sessions): the latest
    window starting at or before the unit, else the earliest after it. Windows are never
    merged, since spans already stored keep their ids; a bridging unit joins the earlier
    session and extends it. Units of a batch are placed in start order, so disorder
@@ -347,16 +349,21 @@ class AutoSessionProcessor:
         windows = self._key_windows(key_id)
         timeout, longest = self._timeout, self._max_duration
         before = after = None
+        active_until = end
         for w in windows:  # few per key: a scan beats an index
-            if start <= w[1] + timeout and w[0] <= end + timeout and start - w[0] <= longest:
-                if w[0] <= start:
+            if start <= w[1] + timeout and w[0] <= end + timeout:
+                if start - w[0] > longest:
+                    # closed by max_duration, not by inactivity: the key's activity goes on
+                    # in the new session, so inactivity still counts from its latest end
+                    active_until = max(active_until, w[1])
+                elif w[0] <= start:
                     before = w  # sorted by start: the last one wins
                 elif after is None:
                     after = w
         chosen = before or after
         if chosen is None:
             sid = session_id(key_id, start)
-            insort(windows, [start, end, sid])
+            insort(windows, [start, active_until, sid])
             if len(windows) > self.config.max_windows_per_key:
                 del windows[0]
             return sid

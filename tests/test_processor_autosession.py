@@ -304,6 +304,19 @@ def test_max_duration_is_configurable_and_a_running_trace_is_never_cut():
     assert sid(a) == sid(b) != sid(d)
 
 
+def test_after_a_max_duration_cut_inactivity_counts_from_the_keys_latest_activity():
+    # A long call still runs when max_duration closes its session: a call 22 minutes after
+    # it ended belongs to the session that followed, although that session's own first call
+    # ended 31 minutes before.
+    p = processor(max_duration=3600.0)
+    user = {c.USER_ID: "u"}
+    (first,) = p.process([make_span(1, 0, 0, attrs=user)])
+    (long_call,) = p.process([make_span(2, 29 * MIN, 69 * MIN, attrs=user)])
+    (after_cut,) = p.process([make_span(3, 60 * MIN + 1, 60 * MIN + 1, attrs=user)])
+    (later,) = p.process([make_span(4, 91 * MIN, 91 * MIN, attrs=user)])
+    assert sid(first) == sid(long_call) != sid(after_cut) == sid(later)
+
+
 # --- rule 6: bounded state, threads, config -------------------------------------------
 
 
