@@ -446,7 +446,9 @@ def test_concurrent_huge_requests_are_bounded_and_refused_with_retry_after(edge)
     for t in threads:
         t.join(120)
     assert len(outcomes) == 32
-    assert {status for status, _ in outcomes} == {200, 503}
+    statuses = {status for status, _ in outcomes}
+    # 408: on a loaded machine a 15 MiB body may outlast the fixture's 3 s read deadline.
+    assert 503 in statuses and statuses <= {200, 408, 503}, outcomes
     assert all(retry for status, retry in outcomes if status == 503)
     assert peak_rss(process) < 1200 << 20, f"peak RSS {peak_rss(process) >> 20} MiB"
 
@@ -514,3 +516,46 @@ def test_a_restart_with_spans_in_the_spool_keeps_the_conversation_s_session(chdb
         second.shutdown()
     assert turn2.attributes[c.SESSION_ID] == turn1.attributes[c.SESSION_ID]
     assert late.attributes[c.SESSION_ID] == turn1.attributes[c.SESSION_ID]
+
+
+# --- what already held, kept holding ----------------------------------------------------------
+
+
+def test_gzip_bombs_are_refused_on_both_transports(edge):
+    process, port, http_port = edge
+    bomb = gzip.compress(b"\0" * (256 << 20), compresslevel=9)  # 256 MiB of zeros in 250 KiB
+    status, _, raw = post(http_port, bomb, {"Content-Encoding": "gzip"})
+    assert status == 413 and status_pb2.Status.FromString(raw).message
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            export_stub(channel)(bomb, timeout=30, metadata=(("grpc-encoding", "gzip"),))
+    assert info.value.code() in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL,
+                                 grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED)
+    assert peak_rss(process) < 1200 << 20
+    assert post(http_port, one_span_request(2_000_400).SerializeToString())[0] == 200  # still serving
+
+
+def test_a_million_attributes_are_capped_not_fatal(edge):
+    _, port, _ = edge
+    request = one_span_request(2_000_500)
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    for i in range(1_000_000):
+        kv = span.attributes.add()
+        kv.key, kv.value.int_value = f"k{i}", i
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        response = export_stub(channel)(request.SerializeToString(), timeout=120)
+    assert response.partial_success.rejected_spans == 0
+
+
+@pytest.mark.parametrize("body", [
+    b"[]", b'"spans"', b"null", b"NaN", b'{"resourceSpans": 5}', b'{"resourceSpans": [5]}',
+    b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": 5}]}]}]}',
+    b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "soon"}]}]}]}',
+    b"\xff\xfe{", b'{"a": 1e999999}',
+])
+def test_bad_json_forms_are_400_never_500(edge, body):
+    _, _, http_port = edge
+    status, _, raw = post(http_port, body, content_type="application/json")
+    assert status in (200, 400), (status, raw[:200])
+    if status == 200:  # a form that decodes to no span at all
+        assert json.loads(raw) in ({}, {"partialSuccess": {}}) or "partialSuccess" in json.loads(raw)
