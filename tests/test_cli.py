@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -212,10 +214,16 @@ def test_tail_follows_new_sessions(collector, as_json):
         send(collector["grpc"], [Call(session_id, 0, 100, span=50 + as_json, trace=50 + as_json,
                                       cost=0.01, attributes={conv.USER_ID: "carol\x1b[2J"})],
              time.time_ns(), RESOURCE, token=TOKEN)
+        lines: queue.Queue[str] = queue.Queue()
+        # readline() blocks: read on a thread so the deadline holds when no line comes
+        threading.Thread(target=lambda: [lines.put(x) for x in process.stdout], daemon=True).start()
         deadline, line = time.monotonic() + 30, None
         while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line or session_id in line:
+            try:
+                line = lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty:
+                break
+            if session_id in line:
                 break
         assert line and session_id in line, process.stderr.read() if process.poll() is not None else ""
         row = api_get(collector["api"], f"/v1/sessions/{session_id}")["session"]
