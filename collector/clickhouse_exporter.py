@@ -223,6 +223,8 @@ class ClickHouseExporter:
                     ttl=self.config.ttl,
                     cluster_name=self.config.cluster_name,
                     table_engine=self.config.table_engine,
+                    # session status in the views follows the autosession processor's timeout
+                    inactivity_timeout=getattr(host, "inactivity_timeout", None),
                 ),
             )
         self._remember_spooled_ids()

@@ -59,6 +59,11 @@ class Host(Protocol):
         """Call ``listener(spans)`` after each batch the exporter made durable."""
         ...
 
+    @property
+    def inactivity_timeout(self) -> float | None:
+        """Seconds after its last span a session ends (the autosession processor's), or None."""
+        ...
+
 
 Duration = NewType("Duration", float)
 """A config field in seconds; the YAML may say ``30m``, ``200ms``, ``1h`` or a number of seconds."""

@@ -41,10 +41,12 @@ _SHUTDOWN_ORDER = {"receivers": 0, "processors": 1, "exporters": 2, "extensions"
 class PipelineHost:
     """What components may ask of the running collector (``component.Host``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, inactivity_timeout: float | None = None) -> None:
         self.exporter: Any = None
         self.extensions: dict[str, Any] = {}
         self.export_listeners: list[Consumer] = []
+        self.inactivity_timeout = inactivity_timeout
+        """Seconds: the autosession processor's ``inactivity_timeout`` (None without one)."""
 
     def on_exported(self, listener: Consumer) -> None:
         """Call ``listener(spans)`` after each batch the exporter made durable.
@@ -146,7 +148,14 @@ class Pipeline:
 
     def __init__(self, config: CollectorConfig) -> None:
         self.config = config
-        self.host = PipelineHost()
+        # The exporter stores the sessions' inactivity timeout where the views read their
+        # status from, so the processor's setting is the one source of truth.
+        timeouts = [
+            spec.config.inactivity_timeout
+            for spec in config.processors
+            if getattr(spec.module, "TYPE", None) == "autosession"
+        ]
+        self.host = PipelineHost(timeouts[0] if timeouts else None)
         self._started: list[tuple[ComponentSpec, Any]] = []
         self.consume: Consumer = self._not_started
         self.receivers: list[Any] = []

@@ -142,9 +142,11 @@ def show_views(store: Path) -> None:
         ["session_id", "source", "session_name", "user_id", "llm_calls", "agents", "input_tokens",
          "output_tokens", "cost_usd", "errors", "status"],
     )
-    detail = client.query("SELECT * FROM session_detail(session_id={id:String})", parameters={"id": "ticket-4711"})
+    detail = client.query(
+        "SELECT * FROM session_detail(session_id={id:String}, project='')", parameters={"id": "ticket-4711"}
+    )
     print_table(
-        "session_detail(session_id='ticket-4711') — its spans in time order",
+        "session_detail(session_id='ticket-4711', project='') — its spans in time order",
         detail,
         ["span_name", "agent_id", "provider", "model", "input_tokens", "output_tokens", "cost_usd",
          "duration_ms", "time_to_first_chunk_ms", "status"],

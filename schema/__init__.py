@@ -7,7 +7,8 @@ Public query interface (stable names and columns, SPEC §4), in database ``otel`
     SELECT * FROM otel.session_list WHERE session_id = 'abc'
     SELECT * FROM otel.session_vitals(since='2025-01-01 00:00:00', until='', project='',
                                       environment='', service='', agent='', user='')
-    SELECT * FROM otel.session_detail(session_id='abc')
+    SELECT * FROM otel.session_detail(session_id='abc', project='')
+    SELECT * FROM otel.session_breakdown(session_id='abc', project='')
     SELECT * FROM otel.unpriced_models
 
 ``session_list_page`` is how a list is shown (dashboards, applications): the ``limit``
@@ -17,12 +18,30 @@ sessions with the latest activity, newest first, with the columns of ``session_l
 figures of the page's sessions only, so it stays fast at any number of sessions; a plain
 ``SELECT … FROM session_list ORDER BY … LIMIT`` re-aggregates every session first.
 
-``session_list_page``, ``session_vitals`` and ``session_detail`` are parameterized views:
-ClickHouse requires every parameter, and in ``session_list_page`` and ``session_vitals`` an
-empty string means "no filter" (``since``/``until``/``before`` take any date-time
-``parseDateTime64BestEffort`` reads; in vitals a session counts whole when its activity
-overlaps the range). From clickhouse-connect pass them as query parameters, e.g.
-``session_detail(session_id={id:String})`` with ``parameters={"id": ...}``.
+``session_list_page``, ``session_vitals``, ``session_detail`` and ``session_breakdown`` are
+parameterized views: ClickHouse requires every parameter. In ``session_list_page`` and
+``session_vitals`` an empty string means "no filter" (``since``/``until``/``before`` take any
+date-time ``parseDateTime64BestEffort`` reads; in vitals a session counts whole when its
+activity overlaps the range). ``session_detail`` and ``session_breakdown`` read one session
+of ONE project (``''`` is the project of a collector without bearer tokens): another
+project's session of the same id never shows. (Interface change in migration 5:
+``session_detail`` took ``session_id`` only.) From clickhouse-connect pass them as query
+parameters, e.g. ``session_detail(session_id={id:String}, project={p:String})`` with
+``parameters={"id": ..., "p": ...}``.
+
+What counts (migration 5, ``migrations/0005_what_counts.sql`` states the rules): an LLM
+attempt with ``http.request.resend_count`` > 0 counts in ``retries``, not ``llm_calls``;
+``errors`` are calls whose final attempt failed (failed attempts − retries, exact because
+the SDKs retry only after a failure); spans that are no LLM call — agent and tool spans, the
+httpx instrumentation's ``POST`` spans (``is_transport`` in ``session_detail``) — never count.
+``status`` compares ``last_seen`` with the inactivity timeout stored in
+``sessionlens_settings`` (written by the collector at start from its autosession processor,
+or by ``sessionlens schema apply --inactivity-timeout``). ``session_vitals(agent=…)`` gives
+that agent's own calls, cost, errors, tokens and latency; ``session_breakdown`` gives each
+agent, model (as requested), path and run of a session its own figures (each dimension sums
+to the session's totals). Token counts and costs from any writer are kept sane: a token
+count is clamped to [0, 10^12], a NaN, infinite, negative or absurd (> 10^6 USD) cost is
+ignored and the call priced from the table.
 
 Prices: ``model_prices`` is seeded from ``prices.json``; change a price with a plain
 ``INSERT INTO otel.model_prices (model, input_per_mtok, output_per_mtok,

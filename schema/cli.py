@@ -29,8 +29,10 @@ def _add_knobs(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--inactivity-timeout",
-        default="30m",
-        help="a session is 'active' this long after its last span (default: %(default)s)",
+        default=None,
+        metavar="DURATION",
+        help="a session is 'active' this long after its last span, e.g. 30m; stored in the "
+        "database, where the views read it (default: keep the stored value, 30m on a new store)",
     )
 
 
@@ -76,7 +78,9 @@ def _options(args: argparse.Namespace):
         ttl=parse_duration(args.ttl),
         cluster_name=args.cluster,
         table_engine=args.table_engine,
-        inactivity_timeout=parse_duration(args.inactivity_timeout),
+        inactivity_timeout=(
+            None if args.inactivity_timeout is None else parse_duration(args.inactivity_timeout)
+        ),
     )
 
 

@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sessionlens.schema.names import Names
+from sessionlens.schema.names import SETTINGS_TABLE, Names
 from sessionlens.schema.options import SchemaOptions, TableEngine
 from sessionlens.schema.prices import load_price_document, load_prices
 from sessionlens.schema.quoting import literal
@@ -155,6 +155,29 @@ def statements(options: SchemaOptions) -> list[tuple[int, str]]:
     return out
 
 
+INACTIVITY_SETTING = "inactivity_timeout_s"
+"""The ``sessionlens_settings`` row the views take ``status`` from (seconds)."""
+
+
+def settings_statement(options: SchemaOptions) -> str | None:
+    """The INSERT storing ``options.inactivity_timeout``; None when it is not given."""
+    if options.inactivity_timeout is None:
+        return None
+    return (
+        f"INSERT INTO {Names(options).settings} (name, value) "
+        f"VALUES ({literal(INACTIVITY_SETTING)}, {literal(repr(float(options.inactivity_timeout)))})"
+    )
+
+
+def stored_inactivity_timeout(client: Client, options: SchemaOptions) -> float | None:
+    """The inactivity timeout the views use now (seconds), None when none is stored."""
+    value = client.query(
+        f"SELECT argMax(value, updated_at) FROM {Names(options).settings} WHERE name = {{n:String}}",
+        parameters={"n": INACTIVITY_SETTING},
+    ).result_rows[0][0]
+    return float(value) if value else None
+
+
 def render(options: SchemaOptions) -> str:
     """All DDL as one script (``sessionlens schema print``), price seed included."""
     parts = [
@@ -165,6 +188,10 @@ def render(options: SchemaOptions) -> str:
     parts.append(f"INSERT INTO {Names(options).migrations} (version, name) VALUES {versions};")
     parts.append("-- prices shipped in prices.json; update them later with plain INSERTs")
     parts.append(seed_prices_statement(options) + ";")
+    setting = settings_statement(options)
+    if setting is not None:
+        parts.append("-- the inactivity timeout session status follows")
+        parts.append(setting + ";")
     return "\n\n".join(parts) + "\n"
 
 
@@ -273,4 +300,11 @@ def apply(
     if not seeded:
         run(seed_prices_statement(options, price_file))
         run(f"SYSTEM RELOAD DICTIONARY {names.dictionary}")
+    setting = settings_statement(options)
+    if (
+        setting is not None
+        and SETTINGS_TABLE in existing_objects(client, options)  # not before migration 5
+        and stored_inactivity_timeout(client, options) != float(options.inactivity_timeout)
+    ):
+        run(setting)
     return ran

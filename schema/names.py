@@ -8,10 +8,12 @@ from sessionlens.schema.options import SchemaOptions
 PRICES_TABLE = "model_prices"
 PRICES_DICTIONARY = "model_prices_dict"
 MIGRATIONS_TABLE = "schema_migrations"
+SETTINGS_TABLE = "sessionlens_settings"
 SESSION_LIST = "session_list"
 SESSION_LIST_PAGE = "session_list_page"
 SESSION_VITALS = "session_vitals"
 SESSION_DETAIL = "session_detail"
+SESSION_BREAKDOWN = "session_breakdown"
 UNPRICED_MODELS = "unpriced_models"
 
 
@@ -26,5 +28,6 @@ class Names:
         self.prices = o.table(PRICES_TABLE)
         self.dictionary = o.table(PRICES_DICTIONARY)
         self.migrations = o.table(MIGRATIONS_TABLE)
+        self.settings = o.table(SETTINGS_TABLE)
         self.session_list = o.table(SESSION_LIST)
         self.unpriced_models = o.table(UNPRICED_MODELS)

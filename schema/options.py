@@ -50,7 +50,9 @@ class SchemaOptions:
     ``ttl`` is in seconds (0 = keep forever); ``table_engine`` may also be given as text
     (``ReplicatedMergeTree('/path', '{replica}')``, empty = MergeTree);
     ``inactivity_timeout`` (seconds) is how long after its last activity a session still
-    shows as ``active``.
+    shows as ``active``: :func:`~sessionlens.schema.migrate.apply` stores it in the
+    ``sessionlens_settings`` table the views read (the collector passes its autosession
+    processor's value); None leaves the stored value as it is (1800 s on a new store).
     """
 
     database: str = "otel"
@@ -58,7 +60,7 @@ class SchemaOptions:
     ttl: float = 0
     cluster_name: str = ""
     table_engine: TableEngine | str = field(default_factory=TableEngine)
-    inactivity_timeout: float = 1800
+    inactivity_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.table_engine, str):
@@ -67,7 +69,7 @@ class SchemaOptions:
         ident(self.traces_table_name)
         if self.cluster_name:
             ident(self.cluster_name)
-        if self.ttl < 0 or self.inactivity_timeout <= 0:
+        if self.ttl < 0 or (self.inactivity_timeout is not None and self.inactivity_timeout <= 0):
             raise ValueError("ttl must be >= 0 and inactivity_timeout > 0 (seconds)")
 
     def table(self, name: str) -> str:

@@ -21,7 +21,8 @@ placeholders, substituted in one pass (a value is never substituted again):
     ``, non_replicated_deduplication_window = 10000`` for a plain MergeTree (a replayed
     insert is dropped, as Replicated engines do by default), else nothing
 ``${inactivity_timeout}``
-    seconds (migration 4 only; later views read it from the ``settings`` table)
+    seconds (migration 4 only; from migration 5 the views read it from the
+    ``sessionlens_settings`` table)
 
 Anything else spelled ``${…}`` is an error, so a typo cannot reach ClickHouse.
 """
@@ -31,6 +32,9 @@ from __future__ import annotations
 import re
 
 from sessionlens.schema.options import SchemaOptions
+
+DEFAULT_INACTIVITY_TIMEOUT = 1800
+"""Seconds, as the autosession processor's default and the views' when nothing is stored."""
 
 _PLACEHOLDER = re.compile(r"\$\{(\w+)(?::([^}]*))?\}")
 _ENGINE_VARIANT = re.compile(r"(\w*)MergeTree(?:\((.*)\))?")
@@ -59,7 +63,7 @@ def _value(options: SchemaOptions, name: str, arg: str | None) -> str:
     if name == "dedup_setting" and arg is None:
         return options.dedup_setting
     if name == "inactivity_timeout" and arg is None:
-        return str(int(options.inactivity_timeout))
+        return str(int(options.inactivity_timeout or DEFAULT_INACTIVITY_TIMEOUT))
     if name == "engine" and arg:
         return _engine(options, arg)
     if name == "ttl" and arg:

@@ -50,6 +50,11 @@ REQUEST_SEED: Final = "gen_ai.request.seed"
 REQUEST_CHOICE_COUNT: Final = "gen_ai.request.choice.count"
 REQUEST_ENCODING_FORMATS: Final = "gen_ai.request.encoding_formats"
 HTTP_RESEND_COUNT: Final = "http.request.resend_count"
+"""On a retried attempt of an LLM call: its number (1 for the first retry); a retry counts
+in ``retries``, never as another call."""
+HTTP_REQUEST_METHOD: Final = "http.request.method"
+HTTP_METHOD_OLD: Final = "http.method"
+"""The pre-stable HTTP semantic conventions' name of ``http.request.method``."""
 LLM_REQUEST_TYPE: Final = "llm.request.type"
 """OpenLLMetry's marker of an LLM call span (its spans may lack ``gen_ai.operation.name``)."""
 INPUT_MESSAGES: Final = "gen_ai.input.messages"
@@ -87,6 +92,13 @@ the names it is read from, first found wins. The instrumentation copies them fro
 local root SERVER span onto the spans of its request."""
 
 # --- values -----------------------------------------------------------------------------
+
+POLICY_FINISH_REASONS: Final = frozenset(
+    {"content_filter", "refusal", "safety", "prohibited_content", "blocklist", "spii"}
+)
+"""Finish reasons (lower-cased) of a call a provider's policy stopped: OpenAI/Azure
+``content_filter``, Anthropic ``refusal``, Gemini ``SAFETY``/``PROHIBITED_CONTENT``/``BLOCKLIST``/
+``SPII``; each counts in ``policy_events``."""
 
 SOURCE_EXPLICIT: Final = "explicit"
 SOURCE_AUTO_USER: Final = "auto:user"

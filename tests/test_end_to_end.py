@@ -111,7 +111,7 @@ def test_instrumented_sdk_calls_become_sessions(server, collector, chdb_url, dat
     bob = next(row for sid, row in sessions.items() if sid != "ticket-1")
     assert (bob["source"], bob["user_id"], bob["llm_calls"]) == ("auto:user", "bob", 1)
 
-    detail = _rows(client, "SELECT * FROM session_detail(session_id={id:String})", id="ticket-1")
+    detail = _rows(client, "SELECT * FROM session_detail(session_id={id:String}, project='')", id="ticket-1")
     assert [row["model"] for row in detail] == [*openai_models, "claude-3-5-sonnet-20241022"]
     assert [row["timestamp"] for row in detail] == sorted(row["timestamp"] for row in detail)
     assert [row["run_id"] for row in detail] == ["run-1", "run-1", ""]
