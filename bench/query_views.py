@@ -6,7 +6,8 @@ Loads synthetic LLM spans (~16 span attributes, agent spans wrapping chat calls,
 models, errors) into ``otel_traces`` with INSERT … SELECT — through the same materialized
 views as real inserts — twice, and prints one line per load with the median time of a
 session_list page (unfiltered and filtered by user), a session_detail (a different session
-each run) and 30-day session_vitals against the targets of SPEC §7. A last line gives the
+each run) and 30-day session_vitals against the targets of SPEC §7, then a session_breakdown
+and one agent's 30-day vitals. A last line gives the
 insert rate of realistic spans (those of ``bench/exporter.py``, column batches as the
 exporter sends them) through all materialized views, so a schema change shows its cost:
 
@@ -35,7 +36,9 @@ DAYS = 30
 SPANS_PER_TRACE = 5  # one invoke_agent span, four chat calls
 CHUNK = 1_000_000
 SESSION_TABLES = ("otel_traces_sessions", "otel_traces_session_spans")
-TARGETS_MS = {"list page": 300, "list user=": 300, "detail": 50, "vitals 30d": 500}
+TARGETS_MS = {"list page": 300, "list user=": 300, "detail": 50, "vitals 30d": 500,
+              # beyond SPEC §7's list: held to the targets of their nearest kin
+              "breakdown": 50, "vitals agent=": 500}
 
 # How span n maps to its session s, its index k within the session, the session's start
 # (ms after the window start) and the row order of each insert.
@@ -112,10 +115,15 @@ QUERIES = {
         "SELECT * FROM {db}.session_list_page(project = '', user = {{user:String}}, "
         "environment = '', status = '', before = '', limit = 50)"
     ),
-    "detail": "SELECT * FROM {db}.session_detail(session_id = {{sid:String}})",
+    "detail": "SELECT * FROM {db}.session_detail(session_id = {{sid:String}}, project = {{project:String}})",
     "vitals 30d": (
         "SELECT * FROM {db}.session_vitals(since = {{since:String}}, until = '', project = '', "
         "environment = '', service = '', agent = '', user = '')"
+    ),
+    "breakdown": "SELECT * FROM {db}.session_breakdown(session_id = {{sid:String}}, project = {{project:String}})",
+    "vitals agent=": (
+        "SELECT * FROM {db}.session_vitals(since = {{since:String}}, until = '', project = '', "
+        "environment = '', service = '', agent = 'agent-3', user = '')"
     ),
 }
 
@@ -182,11 +190,11 @@ def time_query(client, sql: str, params: list[dict]) -> float:
 
 def measure(client, db: str, runs: int) -> dict[str, float]:
     picks = client.query(
-        f"SELECT SessionId, argMaxMerge(UserState) FROM {db}.otel_traces_sessions "
-        f"GROUP BY SessionId ORDER BY cityHash64(SessionId) LIMIT {runs}"
+        f"SELECT SessionId, argMaxMerge(UserState), Project FROM {db}.otel_traces_sessions "
+        f"GROUP BY Project, SessionId ORDER BY cityHash64(SessionId) LIMIT {runs}"
     ).result_rows
     since = client.command(f"SELECT toString(now() - INTERVAL {DAYS} DAY)")
-    params = [{"sid": sid, "user": user, "since": since} for sid, user in picks]
+    params = [{"sid": sid, "user": user, "project": project, "since": since} for sid, user, project in picks]
     return {name: time_query(client, sql.format(db=db), params) for name, sql in QUERIES.items()}
 
 

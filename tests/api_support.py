@@ -50,7 +50,8 @@ def request(calls: list[Call], now_ns: int, resource: dict[str, str]) -> bytes:
         if c.parent:
             span.parent_span_id = c.parent.to_bytes(8, "big")
         span.name = c.name or (f"{c.operation} {c.model}" if c.operation == "chat" else c.operation)
-        span.kind = 3 if c.operation == "chat" else 1
+        # CLIENT for LLM calls and HTTP client spans (the httpx instrumentation's POST)
+        span.kind = 3 if c.operation == "chat" or conv.HTTP_REQUEST_METHOD in c.attributes else 1
         span.start_time_unix_nano = now_ns - int(c.offset_min * MIN)
         span.end_time_unix_nano = span.start_time_unix_nano + c.duration_ms * MS
         if c.error:

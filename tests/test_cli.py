@@ -36,7 +36,8 @@ SESSIONS = {
              cost=0.0035, attributes={**ALICE, conv.SESSION_PATH: "plan/draft",
                                       conv.SESSION_NAME: "Ticket \x1b[31m42"}),
         # the httpx instrumentation's span under the LLM call: folded by `show`
-        Call("cli-1", 9.89, 1100, span=3, trace=1, parent=2, operation="", name="POST", attributes=ALICE),
+        Call("cli-1", 9.89, 1100, span=3, trace=1, parent=2, operation="", name="POST",
+             attributes={**ALICE, conv.HTTP_REQUEST_METHOD: "POST"}),
         Call("cli-1", 9.8, 300, span=4, trace=1, parent=1, model="gpt-4o-mini", input_tokens=50,
              output_tokens=5, cost=0.0001, error=True, attributes=ALICE),
     ],

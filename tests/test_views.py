@@ -16,10 +16,6 @@ from sessionlens.collector.storage import connect
 from sessionlens.schema.migrate import SchemaOptions, apply
 from sessionlens.schema.prices import cost_usd, load_prices
 
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
-"""The spans' reference time; ``store`` moves it (and the spans) to the test's own start,
-since a long suite reaches this module many minutes after importing it."""
-IMPORTED = NOW
 MS = 1_000_000  # ns
 
 COLUMNS = [
@@ -42,58 +38,69 @@ def chat(model, inp, out, **extra):
             "gen_ai.usage.input_tokens": inp, "gen_ai.usage.output_tokens": out, **extra}
 
 
-A0 = NOW - timedelta(seconds=60)
-B_END = NOW - timedelta(minutes=31)  # just past the 30 min inactivity timeout
-D_END = NOW - timedelta(minutes=28)  # within it
+
+def _timeline(now: datetime) -> None:
+    """Set NOW and every span time from it: the store fixture calls it again, so a session's
+    status (against the 30 min timeout) does not depend on how long the suite ran before."""
+    global NOW, A0, B_END, D_END, SPANS, R0, COUNTING
+    NOW = now.replace(microsecond=0)
+    A0 = NOW - timedelta(seconds=60)
+    B_END = NOW - timedelta(minutes=31)  # just past the 30 min inactivity timeout
+    D_END = NOW - timedelta(minutes=25)  # within it
+    R0 = NOW - timedelta(seconds=120)
+    SPANS = _spans()
+    COUNTING = _counting()
+
 SA = {"session.id": "S_A", "user.id": "alice", "sessionlens.session.name": "Ticket 42"}
 PLANNER = {**SA, "gen_ai.agent.id": "planner", "sessionlens.run.id": "r1"}
 RESEARCHER = {**SA, "gen_ai.agent.id": "researcher", "sessionlens.run.id": "r2"}
-SPANS = [
-    # S_A: an agent span wrapping LLM calls (its own tokens must not count), a retried call
-    span(A0, "tA1", "a0", "invoke_agent planner",
-         {**PLANNER, "gen_ai.operation.name": "invoke_agent", "gen_ai.usage.input_tokens": 5000},
-         10_000),
-    span(A0 + timedelta(seconds=1), "tA1", "a1", "chat gpt-4o",
-         {**PLANNER, **chat("gpt-4o-2024-08-06", 1000, 100),
-          "gen_ai.usage.cache_read.input_tokens": 200, "sessionlens.session.path": "plan/draft",
-          "gen_ai.response.finish_reasons": json.dumps(["stop"]),
-          "gen_ai.response.time_to_first_chunk": 0.25,
-          "gen_ai.input.messages": '[{"role":"user","parts":[{"type":"text","content":"hi"}]}]'},
-         1200, parent="a0"),
-    span(A0 + timedelta(seconds=3), "tA1", "a2", "chat gpt-4o-mini",
-         {**PLANNER, **chat("gpt-4o-mini", 0, 0)}, 300, parent="a0", status="Error",
-         message="429 rate limited"),
-    span(A0 + timedelta(seconds=4), "tA1", "a3", "chat gpt-4o-mini",
-         {**PLANNER, **chat("gpt-4o-mini", 500, 50)}, 800, parent="a0"),
-    span(A0 + timedelta(seconds=20), "tA2", "a4", "invoke_agent researcher",
-         {**RESEARCHER, "gen_ai.operation.name": "invoke_agent"}, 5_000),
-    # aliases a non-sessionlens instrumentation would write
-    span(A0 + timedelta(seconds=21), "tA2", "a5", "chat claude",
-         {**RESEARCHER, "gen_ai.operation.name": "chat", "gen_ai.system": "anthropic",
-          "gen_ai.request.model": "claude-3-5-sonnet-20241022",
-          "gen_ai.usage.prompt_tokens": 2000, "gen_ai.usage.completion_tokens": 300},
-         1500, parent="a4"),
-    # a span that carries its own cost: it wins over the price table
-    span(A0 + timedelta(seconds=23), "tA2", "a6", "chat gpt-4o",
-         {**RESEARCHER, **chat("gpt-4o", 1000, 100), "gen_ai.usage.cost": 0.5}, 900, parent="a4"),
-    # S_B: session and user through aliases, environment as an old-style resource key,
-    # an unknown model; last activity 31 minutes ago
-    span(B_END - timedelta(minutes=9), "tB1", "b1", "llm mystery",
-         {"langfuse.session.id": "S_B", "enduser.id": "bob", "gen_ai.request.model": "mystery-model",
-          "llm.token_count.prompt": 100, "llm.token_count.completion": 10},
-         2000, service="batch",
-         resource={"sessionlens.project": "acme", "deployment.environment": "staging"}),
-    span(B_END - timedelta(seconds=3), "tB2", "b2", "chat gemini",
-         {"langfuse.session.id": "S_B", "enduser.id": "bob", **chat("gemini-2.5-flash", 10000, 1000)},
-         3000, service="batch",
-         resource={"sessionlens.project": "acme", "deployment.environment": "staging"}),
-    # S_D: one call whose end is 28 minutes ago
-    span(D_END - timedelta(seconds=1), "tD", "d1", "chat gpt-4o-mini",
-         {"session.id": "S_D", "user.id": "carol", **chat("gpt-4o-mini", 100, 10)}, 1000),
-    # no session id at all (a stock writer with no sessionlens collector): a session per trace
-    span(NOW - timedelta(minutes=10), "tC", "c1", "chat", chat("openai/gpt-4o-mini", 1000, 100),
-         500, service="legacy", resource={"service.name": "legacy"}),
-]
+def _spans():
+    return [
+        # S_A: an agent span wrapping LLM calls (its own tokens must not count), a retried call
+        span(A0, "tA1", "a0", "invoke_agent planner",
+             {**PLANNER, "gen_ai.operation.name": "invoke_agent", "gen_ai.usage.input_tokens": 5000},
+             10_000),
+        span(A0 + timedelta(seconds=1), "tA1", "a1", "chat gpt-4o",
+             {**PLANNER, **chat("gpt-4o-2024-08-06", 1000, 100),
+              "gen_ai.usage.cache_read.input_tokens": 200, "sessionlens.session.path": "plan/draft",
+              "gen_ai.response.finish_reasons": json.dumps(["stop"]),
+              "gen_ai.response.time_to_first_chunk": 0.25,
+              "gen_ai.input.messages": '[{"role":"user","parts":[{"type":"text","content":"hi"}]}]'},
+             1200, parent="a0"),
+        span(A0 + timedelta(seconds=3), "tA1", "a2", "chat gpt-4o-mini",
+             {**PLANNER, **chat("gpt-4o-mini", 0, 0)}, 300, parent="a0", status="Error",
+             message="429 rate limited"),
+        span(A0 + timedelta(seconds=4), "tA1", "a3", "chat gpt-4o-mini",
+             {**PLANNER, **chat("gpt-4o-mini", 500, 50)}, 800, parent="a0"),
+        span(A0 + timedelta(seconds=20), "tA2", "a4", "invoke_agent researcher",
+             {**RESEARCHER, "gen_ai.operation.name": "invoke_agent"}, 5_000),
+        # aliases a non-sessionlens instrumentation would write
+        span(A0 + timedelta(seconds=21), "tA2", "a5", "chat claude",
+             {**RESEARCHER, "gen_ai.operation.name": "chat", "gen_ai.system": "anthropic",
+              "gen_ai.request.model": "claude-3-5-sonnet-20241022",
+              "gen_ai.usage.prompt_tokens": 2000, "gen_ai.usage.completion_tokens": 300},
+             1500, parent="a4"),
+        # a span that carries its own cost: it wins over the price table
+        span(A0 + timedelta(seconds=23), "tA2", "a6", "chat gpt-4o",
+             {**RESEARCHER, **chat("gpt-4o", 1000, 100), "gen_ai.usage.cost": 0.5}, 900, parent="a4"),
+        # S_B: session and user through aliases, environment as an old-style resource key,
+        # an unknown model; last activity 31 minutes ago
+        span(B_END - timedelta(minutes=9), "tB1", "b1", "llm mystery",
+             {"langfuse.session.id": "S_B", "enduser.id": "bob", "gen_ai.request.model": "mystery-model",
+              "llm.token_count.prompt": 100, "llm.token_count.completion": 10},
+             2000, service="batch",
+             resource={"sessionlens.project": "acme", "deployment.environment": "staging"}),
+        span(B_END - timedelta(seconds=3), "tB2", "b2", "chat gemini",
+             {"langfuse.session.id": "S_B", "enduser.id": "bob", **chat("gemini-2.5-flash", 10000, 1000)},
+             3000, service="batch",
+             resource={"sessionlens.project": "acme", "deployment.environment": "staging"}),
+        # S_D: one call whose end is 25 minutes ago
+        span(D_END - timedelta(seconds=1), "tD", "d1", "chat gpt-4o-mini",
+             {"session.id": "S_D", "user.id": "carol", **chat("gpt-4o-mini", 100, 10)}, 1000),
+        # no session id at all (a stock writer with no sessionlens collector): a session per trace
+        span(NOW - timedelta(minutes=10), "tC", "c1", "chat", chat("openai/gpt-4o-mini", 1000, 100),
+             500, service="legacy", resource={"service.name": "legacy"}),
+    ]
 
 COST_A = (800 * 2.5 + 200 * 1.25 + 100 * 10) / 1e6 + (500 * 0.15 + 50 * 0.6) / 1e6 \
     + (2000 * 3 + 300 * 15) / 1e6 + 0.5
@@ -105,15 +112,12 @@ ALL_PARAMS = dict.fromkeys(("since", "until", "project", "environment", "service
 
 @pytest.fixture
 def store(chdb_url, database):
-    global NOW
-    NOW = datetime.now(timezone.utc).replace(microsecond=0)
-    shift = NOW - IMPORTED  # the spans and the tests' time filters move together
+    _timeline(datetime.now(timezone.utc))
     client = connect(chdb_url)
     apply(client, SchemaOptions(database=database))
     # three inserts split sessions S_A and S_B: the views must re-aggregate across blocks
     for batch in (SPANS[:3], SPANS[3:8], SPANS[8:]):
-        client.insert(f"{database}.otel_traces", [[row[0] + shift, *row[1:]] for row in batch],
-                      column_names=COLUMNS)
+        client.insert(f"{database}.otel_traces", batch, column_names=COLUMNS)
     yield client, database
     client.close()
 
@@ -307,7 +311,6 @@ def test_sql_and_python_price_a_model_name_the_same(store):
 
 # --- what counts (SPEC §4): retries, final-attempt errors, transport spans, properties -----
 
-R0 = NOW - timedelta(seconds=120)
 HTTPX = "opentelemetry.instrumentation.httpx"
 
 
@@ -330,26 +333,30 @@ def transport(offset_s, span_id, parent, *, ok=True, trace="tR1"):
     return row
 
 
-COUNTING = [
-    # call 1 (agent a1): a 429, then a retry that succeeds — 1 call, 1 retry, 0 errors
-    attempt(0, "r1a", "a1", ok=False, message="HTTP 429", **{"sessionlens.property.tier": "free"}),
-    transport(0, "r1a-http", "r1a", ok=False),
-    attempt(1, "r1b", "a1", resend=1, tokens=(100, 10), **{"sessionlens.property.region": "eu"}),
-    transport(1, "r1b-http", "r1b"),
-    # call 2 (agent a1): fails after all retries — 1 call, 2 retries, 1 error
-    attempt(10, "r2a", "a1", ok=False, trace="tR2"),
-    attempt(11, "r2b", "a1", resend=1, ok=False, trace="tR2"),
-    attempt(12, "r2c", "a1", resend=2, ok=False, trace="tR2"),
-    # call 3 (agent a2): stopped by the content filter — a policy event, not an error
-    attempt(20, "r3", "a2", tokens=(50, 0), trace="tR3",
-            **{"gen_ai.response.finish_reasons": json.dumps(["content_filter"]),
-               "sessionlens.property.tier": "pro"}),
-    # call 4 (agent a2): refused with a policy error — an error and a policy event
-    attempt(30, "r4", "a2", ok=False, trace="tR4", model="gpt-4o",
-            message="Error code: 400 - {'error': {'code': 'content_policy_violation'}}"),
-    # an HTTP client span the app made itself (no LLM parent): not a call, not transport
-    transport(40, "app-http", "", trace="tR5"),
-]
+def _counting():
+    return [
+        # call 1 (agent a1): a 429, then a retry that succeeds — 1 call, 1 retry, 0 errors
+        attempt(0, "r1a", "a1", ok=False, message="HTTP 429", **{"sessionlens.property.tier": "free"}),
+        transport(0, "r1a-http", "r1a", ok=False),
+        attempt(1, "r1b", "a1", resend=1, tokens=(100, 10), **{"sessionlens.property.region": "eu"}),
+        transport(1, "r1b-http", "r1b"),
+        # call 2 (agent a1): fails after all retries — 1 call, 2 retries, 1 error
+        attempt(10, "r2a", "a1", ok=False, trace="tR2"),
+        attempt(11, "r2b", "a1", resend=1, ok=False, trace="tR2"),
+        attempt(12, "r2c", "a1", resend=2, ok=False, trace="tR2"),
+        # call 3 (agent a2): stopped by the content filter — a policy event, not an error
+        attempt(20, "r3", "a2", tokens=(50, 0), trace="tR3",
+                **{"gen_ai.response.finish_reasons": json.dumps(["content_filter"]),
+                   "sessionlens.property.tier": "pro"}),
+        # call 4 (agent a2): refused with a policy error — an error and a policy event
+        attempt(30, "r4", "a2", ok=False, trace="tR4", model="gpt-4o",
+                message="Error code: 400 - {'error': {'code': 'content_policy_violation'}}"),
+        # an HTTP client span the app made itself (no LLM parent): not a call, not transport
+        transport(40, "app-http", "", trace="tR5"),
+    ]
+
+
+_timeline(datetime.now(timezone.utc))
 
 
 @pytest.fixture
