@@ -2,58 +2,58 @@
 
 An LLM span is one whose ``gen_ai.operation.name`` is a model inference
 (``conventions.LLM_OPERATIONS``), or one that reports tokens and is not an agent or tool
-span (``conventions.AGENT_OPERATIONS``). Its model is the response model, else the request
-model; prices, the model-name rule and the formula are ``sessionlens.schema.prices``, the
-same the schema's views use, so a stored cost and a cost the views compute agree. A cost the
-span carries wins. An unknown model gets no cost attribute (the views count it as 0 and list
-the model as unpriced); so does a span with malformed token counts.
+span (``conventions.AGENT_OPERATIONS``). It is priced by the lookup rule and formula of
+``sessionlens.schema.prices`` — response model, else request model; the span's provider,
+else any; the price in force on the span's (UTC) start day — the same rule the schema's
+views evaluate in SQL, so a stored cost and a cost the views compute agree. A cost the span
+carries wins. A span no price matches gets no cost attribute (the views count it as 0 and
+in ``unpriced_calls``); so does a span with malformed token counts.
 
-Prices come from the schema's ``model_prices`` table — the one users update with INSERTs
-and the views price with — read at start and again every ``refresh_interval``; the shipped
-price file (or ``prices_file``) stands in when there is no storage or the table cannot be
-read. A span is thus priced as the table stood when it arrived, and the views, which prefer
-a span's own cost, show that same figure.
+Prices come from the schema's ``model_prices_resolved`` view — the rows of the
+``model_prices`` table users update with INSERTs, seeded from the genai-prices package,
+that the views' price dictionary loads — read at start and again every
+``refresh_interval``. With no storage, or while the view cannot be read at start, the
+installed genai-prices package's prices stand in. A span is thus priced as the table stood
+when it arrived, and the views, which prefer a span's own cost, show that same figure.
 
 The cost is written as a fixed-point decimal string (no exponent) so any reader parses it.
-Runs after ``normalize``, which maps other instrumentations' token and cost names.
+Runs after ``normalize``, which maps other instrumentations' token, model, provider and
+cost names.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from dataclasses import dataclass
+from datetime import date
 
 from sessionlens import conventions as c
 from sessionlens.collector.component import Duration
 from sessionlens.collector.pdata import Span
-from sessionlens.schema.names import PRICES_TABLE
+from sessionlens.schema.names import PRICES_VIEW
+from sessionlens.schema.price_seed import seed_rows
+from sessionlens.schema.prices import ModelPrice, PriceBook, cost_usd, load_price_rows
 from sessionlens.schema.quoting import ident
-from sessionlens.schema.prices import (
-    ModelPrice,
-    PriceFileError,
-    canonical_model,
-    cost_usd,
-    load_prices,
-    load_prices_from_table,
-)
 
 log = logging.getLogger(__name__)
 
 TYPE = "cost"
 
 _MODEL_CACHE_SIZE = 10_000
-"""Distinct model names remembered; model names are few, this only bounds a flood of junk."""
-_UNSEEN = object()
+"""Distinct (provider, models) remembered; they are few, this only bounds a flood of junk."""
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_NS_PER_DAY = 86_400 * 10**9
+
+Rates = tuple[float, float, float, float]
+"""USD per token: uncached input, output, cache-read input, cache-write input."""
 
 
 @dataclass
 class Config:
-    prices_file: str = ""
-    """Prices to use when the price table cannot be read (``prices.json`` format); empty:
-    the shipped prices."""
     refresh_interval: Duration = 60.0
-    """How often the price table is read again (the views' price dictionary lifetime)."""
+    """How often the prices are read again (the views' price dictionary lifetime)."""
 
 
 def format_cost(usd: float) -> str:
@@ -61,71 +61,72 @@ def format_cost(usd: float) -> str:
     return f"{usd:.12f}"
 
 
+def _rates(price: ModelPrice | None) -> Rates | None:
+    if price is None:
+        return None
+    # cost_usd is linear in each token count: its per-token rates, taken once per price,
+    # price a span without the lookup (tests hold the two equal)
+    return (
+        cost_usd(price, 1, 0),
+        cost_usd(price, 0, 1),
+        cost_usd(price, 1, 0, 1),
+        cost_usd(price, 1, 0, 0, 1),
+    )
+
+
 class CostProcessor:
     """Adds ``gen_ai.usage.cost`` to priced LLM spans; the pipeline calls it one batch at a time."""
 
     def __init__(self, config: Config) -> None:
-        try:
-            self._prices = load_prices(config.prices_file or None)
-        except (OSError, PriceFileError) as exc:
-            raise ValueError(
-                f"cost: cannot use prices_file {config.prices_file!r}: {exc}; "
-                "fix the file or leave prices_file empty for the shipped prices"
-            ) from exc
-        # model name as spans report it -> USD per (uncached input, output, cached input)
-        # token, or None when not priced. No lock: the pipeline hands a processor one
-        # batch at a time.
-        self._rates: dict[str, tuple[float, float, float] | None] = {}
+        self._book: PriceBook | None = None  # the package's prices, built on first use
+        # (provider, response model, request model) -> (first day of each price as a day
+        # number since the epoch, the per-token rates from that day on, None = unpriced).
+        # No lock: the pipeline hands a processor one batch at a time.
+        self._schedules: dict[tuple[str, str, str], tuple[list[int], list[Rates | None]]] = {}
         self._refresh_interval = config.refresh_interval
-        self._next_refresh = float("inf")  # no price table until start() finds one
+        self._next_refresh = float("inf")  # no price view until start() finds one
         self._client = None
-        self._table = ""
+        self._view = ""
 
     def start(self, host: object) -> None:
         client = getattr(host, "storage_client", lambda: None)()
         database = getattr(host, "database", None)
-        if client is None or not database:
-            return
-        self._client, self._table = client, f"{ident(database)}.{ident(PRICES_TABLE)}"
-        self._refresh()
+        if client is not None and database:
+            self._client, self._view = client, f"{ident(database)}.{ident(PRICES_VIEW)}"
+            self._refresh()
+        if self._book is None:  # built here, at start, rather than on the first span
+            self._book = PriceBook(seed_rows())
 
     def _refresh(self) -> None:
-        """Read the price table again; keep the prices in use when it cannot be read."""
+        """Read the prices again; keep the prices in use when they cannot be read."""
         self._next_refresh = time.monotonic() + self._refresh_interval
         try:
-            prices: dict[str, ModelPrice] = load_prices_from_table(self._client, self._table)
+            book = PriceBook(load_price_rows(self._client, self._view))
         except Exception as exc:  # storage trouble must not stop ingest
-            log.warning("cost: cannot read %s (%s); keeping the prices in use", self._table, exc)
+            log.warning("cost: cannot read %s (%s); keeping the prices in use", self._view, exc)
             return
-        if prices != self._prices:
-            self._prices = prices
-            self._rates = {}
+        if book != self._book:
+            self._book = book
+            self._schedules = {}
 
     def shutdown(self) -> None:
         if self._client is not None:
             self._client.close()
 
-    def _rates_of(self, model: str) -> tuple[float, float, float] | None:
-        prices = self._prices
-        key = canonical_model(model, prices)
-        rates = None
-        if key in prices:
-            # cost_usd is linear in each token count: its per-token rates, taken once per
-            # model, price a span without the name lookup (tests hold the two equal).
-            rates = (
-                cost_usd(prices, key, 1, 0),
-                cost_usd(prices, key, 0, 1),
-                cost_usd(prices, key, 1, 0, 1),
-            )
-        if len(self._rates) >= _MODEL_CACHE_SIZE:
-            self._rates.clear()
-        self._rates[model] = rates
-        return rates
+    def _schedule(self, key: tuple[str, str, str]) -> tuple[list[int], list[Rates | None]]:
+        if self._book is None:  # process() without start()
+            self._book = PriceBook(seed_rows())
+        days, prices = self._book.schedule(*key)
+        schedule = ([d.toordinal() - _EPOCH_ORDINAL for d in days], [_rates(p) for p in prices])
+        if len(self._schedules) >= _MODEL_CACHE_SIZE:
+            self._schedules.clear()
+        self._schedules[key] = schedule
+        return schedule
 
     def process(self, spans: list[Span]) -> list[Span]:
         if time.monotonic() >= self._next_refresh:
             self._refresh()
-        cache = self._rates
+        schedules = self._schedules
         for span in spans:
             a = span.attributes
             if c.COST in a:
@@ -136,30 +137,42 @@ class CostProcessor:
                 or (c.INPUT_TOKENS not in a and c.OUTPUT_TOKENS not in a)
             ):
                 continue
-            model = a.get(c.RESPONSE_MODEL) or a.get(c.REQUEST_MODEL)
-            if not model:
+            response_model = a.get(c.RESPONSE_MODEL, "")
+            request_model = a.get(c.REQUEST_MODEL, "")
+            if not response_model and not request_model:
                 continue
-            rates = cache.get(model, _UNSEEN)
-            if rates is _UNSEEN:
-                rates = self._rates_of(model)
+            key = (a.get(c.PROVIDER, ""), response_model, request_model)
+            schedule = schedules.get(key)
+            if schedule is None:
+                schedule = self._schedule(key)
+            days, all_rates = schedule
+            # the UTC day the call started on, as the views' toDate(Timestamp, 'UTC')
+            day = span.start_time_unix_nano // _NS_PER_DAY
+            rates = all_rates[0] if len(days) == 1 else all_rates[bisect.bisect_right(days, day) - 1]
             if rates is None:
                 continue
             try:
                 input_tokens = int(a.get(c.INPUT_TOKENS, 0))
                 output_tokens = int(a.get(c.OUTPUT_TOKENS, 0))
-                cached = int(a.get(c.CACHE_READ_INPUT_TOKENS, 0))
+                cache_read = int(a.get(c.CACHE_READ_INPUT_TOKENS, 0))
+                cache_write = int(a.get(c.CACHE_CREATION_INPUT_TOKENS, 0))
             except ValueError:  # a token count that is no integer
                 continue
-            if input_tokens < 0 or output_tokens < 0 or cached < 0:
+            if min(input_tokens, output_tokens, cache_read, cache_write) < 0:
                 continue
-            # As cost_usd: input counts include the cached ones.
-            uncached = input_tokens - cached if input_tokens > cached else 0
+            # As cost_usd: input counts include the cache-read and cache-write ones.
+            uncached = input_tokens - cache_read - cache_write
+            if uncached < 0:
+                uncached = 0
             a[c.COST] = format_cost(
-                uncached * rates[0] + output_tokens * rates[1] + cached * rates[2]
+                uncached * rates[0]
+                + output_tokens * rates[1]
+                + cache_read * rates[2]
+                + cache_write * rates[3]
             )
         return spans
 
 
 def create(config: Config, host: object = None) -> CostProcessor:
-    """A cost processor; raises ValueError naming the file when ``prices_file`` is unusable."""
+    """A cost processor."""
     return CostProcessor(config)

@@ -11,8 +11,9 @@ applied migrations created that are gone (a dropped ``otel_traces``, say) are cr
 from the migrations, in order, before the collector inserts anything — rather than a
 collector that starts, spools every span and fails every insert.
 
-The price file is seeded into ``model_prices`` once per price-file date, so user INSERTs
-(newer ``updated_at``) keep winning over the shipped prices.
+After the migrations, the prices seeded into ``model_prices`` are brought up to the
+installed genai-prices package (:func:`sessionlens.schema.price_seed.refresh`): nothing
+happens when they are current; users' rows are never touched.
 """
 
 from __future__ import annotations
@@ -22,12 +23,11 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sessionlens.schema.names import SETTINGS_TABLE, Names
 from sessionlens.schema.options import SchemaOptions, TableEngine
-from sessionlens.schema.prices import load_price_document, load_prices
+from sessionlens.schema import price_seed
 from sessionlens.schema.quoting import literal
 from sessionlens.schema.template import split_statements, substitute
 
@@ -122,24 +122,8 @@ _BOOTSTRAP = resources.files(__package__).joinpath("migrations", "bootstrap.sql"
 )
 
 
-def _seed_source(as_of: str) -> str:
-    return f"prices.json@{as_of}"
-
-
-def seed_prices_statement(options: SchemaOptions, price_file: str | Path | None = None) -> str:
-    """INSERT of the price file into ``model_prices``, dated ``as_of`` (older than user rows)."""
-    doc = load_price_document(price_file)
-    rows = ",\n".join(
-        f"    ({literal(model)}, {p.input_per_mtok!r}, {p.output_per_mtok!r}, "
-        f"{p.cached_input_per_mtok!r}, {literal(_seed_source(doc['as_of']))}, "
-        f"toDateTime64({literal(doc['as_of'])}, 3))"
-        for model, p in sorted(load_prices(price_file).items())
-    )
-    return (
-        f"INSERT INTO {Names(options).prices} "
-        "(model, input_per_mtok, output_per_mtok, cached_input_per_mtok, source, updated_at) VALUES\n"
-        + rows
-    )
+PRICE_HISTORY_VERSION = 6
+"""The migration that gives ``model_prices`` the columns of the genai-prices seed."""
 
 
 def bootstrap(options: SchemaOptions) -> list[str]:
@@ -186,8 +170,11 @@ def render(options: SchemaOptions) -> str:
     ]
     versions = ", ".join(f"({m.version}, {literal(m.name)})" for m in MIGRATIONS)
     parts.append(f"INSERT INTO {Names(options).migrations} (version, name) VALUES {versions};")
-    parts.append("-- prices shipped in prices.json; update them later with plain INSERTs")
-    parts.append(seed_prices_statement(options) + ";")
+    parts.append(
+        f"-- prices from genai-prices {price_seed.installed_version()}; "
+        "override them with plain INSERTs (see sessionlens.schema)"
+    )
+    parts.append(price_seed.seed_statement(Names(options).prices) + ";")
     setting = settings_statement(options)
     if setting is not None:
         parts.append("-- the inactivity timeout session status follows")
@@ -261,15 +248,14 @@ def _repair(client: Client, options: SchemaOptions, versions: set[int], run) -> 
 def apply(
     client: Client,
     options: SchemaOptions | None = None,
-    price_file: str | Path | None = None,
     until: int | None = None,
 ) -> list[str]:
     """Create the database, repair missing objects, apply pending migrations (up to
     version ``until``; default: all).
 
     Returns the statements run. Idempotent: on a complete store a second call runs
-    nothing but the bootstrap checks (and seeds prices only when the price file's date is
-    new to this database). Raises :class:`SchemaError` when a missing object cannot be
+    nothing but the bootstrap checks (and seeds prices only when the installed genai-prices
+    version is new to this database). Raises :class:`SchemaError` when a missing object cannot be
     recreated.
     """
     options = options or SchemaOptions()
@@ -293,13 +279,8 @@ def apply(
             f"INSERT INTO {names.migrations} (version, name) "
             f"VALUES ({migration.version}, {literal(migration.name)})"
         )
-    as_of = load_price_document(price_file)["as_of"]
-    seeded = client.query(
-        f"SELECT count() FROM {names.prices} WHERE source = {literal(_seed_source(as_of))}"
-    ).result_rows[0][0]
-    if not seeded:
-        run(seed_prices_statement(options, price_file))
-        run(f"SYSTEM RELOAD DICTIONARY {names.dictionary}")
+    if PRICE_HISTORY_VERSION in set(applied_versions(client, options)):
+        price_seed.refresh(client, options)
     setting = settings_statement(options)
     if (
         setting is not None

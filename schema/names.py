@@ -7,6 +7,7 @@ from sessionlens.schema.options import SchemaOptions
 
 PRICES_TABLE = "model_prices"
 PRICES_DICTIONARY = "model_prices_dict"
+PRICES_VIEW = "model_prices_resolved"
 MIGRATIONS_TABLE = "schema_migrations"
 SETTINGS_TABLE = "sessionlens_settings"
 SESSION_LIST = "session_list"

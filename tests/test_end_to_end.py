@@ -5,6 +5,7 @@ views then show the sessions. Every part is real but the LLM provider."""
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 import anthropic
 import openai
@@ -20,7 +21,8 @@ import sessionlens
 from sessionlens.collector.storage import connect
 from sessionlens.instrumentation import SessionLensInstrumentor
 from sessionlens.instrumentation.finisher import FINISHER
-from sessionlens.schema.prices import cost_usd, load_prices
+from sessionlens.schema.price_seed import seed_rows
+from sessionlens.schema.prices import PriceBook, cost_usd
 
 pytest_plugins = ("instr_fixtures",)
 
@@ -93,17 +95,18 @@ def test_instrumented_sdk_calls_become_sessions(server, collector, chdb_url, dat
     assert sorted(ticket["models"]) == sorted([*openai_models, "claude-3-5-sonnet-20241022"])
     assert ticket["input_tokens"] == 2 * USAGE_OPENAI["prompt_tokens"] + anthropic_input
     assert ticket["output_tokens"] == 2 * USAGE_OPENAI["completion_tokens"] + USAGE_ANTHROPIC["output_tokens"]
-    prices = load_prices()
+    book, today = PriceBook(seed_rows()), datetime.now(timezone.utc).date()
     cached_openai = USAGE_OPENAI["prompt_tokens_details"]["cached_tokens"]
     expected_cost = sum(
-        cost_usd(prices, model, USAGE_OPENAI["prompt_tokens"], USAGE_OPENAI["completion_tokens"], cached_openai)
+        cost_usd(book.price("openai", model, "", today), USAGE_OPENAI["prompt_tokens"],
+                 USAGE_OPENAI["completion_tokens"], cached_openai)
         for model in openai_models
     ) + cost_usd(
-        prices,
-        "claude-3-5-sonnet-20241022",
+        book.price("anthropic", "claude-3-5-sonnet-20241022", "", today),
         anthropic_input,
         USAGE_ANTHROPIC["output_tokens"],
         USAGE_ANTHROPIC["cache_read_input_tokens"],
+        USAGE_ANTHROPIC.get("cache_creation_input_tokens", 0),
     )
     assert ticket["cost_usd"] == pytest.approx(expected_cost, rel=1e-6)
     assert ticket["errors"] == 0 and ticket["status"] == "active"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sessionlens.__main__ import main
 from sessionlens.collector.storage import connect
 
@@ -12,14 +14,18 @@ def test_apply_then_unpriced_models(chdb_url, database, capsys):
     client = connect(chdb_url)
     client.command(
         f"INSERT INTO {database}.otel_traces (Timestamp, TraceId, SpanId, SpanAttributes) VALUES "
-        "(now64(9), 't1', 's1', {'session.id': 's', 'gen_ai.operation.name': 'chat', "
+        "(now64(9), 't1', 's1', {'session.id': 's', 'gen_ai.operation.name': 'chat', 'gen_ai.usage.input_tokens': '10', "
         "'gen_ai.request.model': 'no-such-model'}), "
-        "(now64(9), 't1', 's2', {'session.id': 's', 'gen_ai.operation.name': 'chat', "
-        "'gen_ai.request.model': 'gpt-4o'})"
+        "(now64(9), 't1', 's2', {'session.id': 's', 'gen_ai.operation.name': 'chat', 'gen_ai.usage.input_tokens': '10', "
+        "'gen_ai.request.model': 'gpt-4o'}), "
+        # a new snapshot with no price: priced by its request model, so not listed
+        "(now64(9), 't1', 's3', {'session.id': 's', 'gen_ai.operation.name': 'chat', 'gen_ai.usage.input_tokens': '10', "
+        "'gen_ai.request.model': 'gpt-4o', 'gen_ai.response.model': 'gpt-4o-next-x9'})"
     )
     assert main(["schema", "unpriced-models", "--clickhouse", chdb_url, "--database", database]) == 0
     out = capsys.readouterr().out
-    assert "no-such-model  1" in out and "gpt-4o" not in out.split("add prices")[0]
+    listed = out.split("add prices")[0]
+    assert re.search(r"^no-such-model +1$", listed, re.M) and "gpt-4o" not in listed
 
 
 def test_print_and_bad_input(capsys, chdb_url):
@@ -38,7 +44,8 @@ def test_unpriced_models_never_prints_terminal_control_codes(chdb_url, database,
     hostile = "evil\x1b]0;owned\x07\x1b[2J\rgpt-4o\u202e\x9b31m"
     client = connect(chdb_url, database=database)
     client.insert(
-        "otel_traces", [["t1", "s1", {"gen_ai.operation.name": "chat", "gen_ai.request.model": hostile}]],
+        "otel_traces", [["t1", "s1", {"gen_ai.operation.name": "chat", "gen_ai.request.model": hostile,
+                                   "gen_ai.usage.input_tokens": "10"}]],
         column_names=["TraceId", "SpanId", "SpanAttributes"],
     )
     assert main(["schema", "unpriced-models", "--clickhouse", chdb_url, "--database", database]) == 0

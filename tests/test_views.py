@@ -14,7 +14,7 @@ import pytest
 
 from sessionlens.collector.storage import connect
 from sessionlens.schema.migrate import SchemaOptions, apply
-from sessionlens.schema.prices import cost_usd, load_prices
+from sessionlens.schema.prices import PriceBook, cost_usd, load_price_rows
 
 MS = 1_000_000  # ns
 
@@ -296,15 +296,18 @@ NAMES = ["GPT-4o", "openai/gpt-4o-mini", "gpt-4o-2024-08-06", "claude-3-5-sonnet
 
 
 def test_sql_and_python_price_a_model_name_the_same(store):
-    """The SQL price lookup in the schema is the rule of ``prices.canonical_model``."""
+    """otel_traces.CostUsd prices a model name by the rule of ``prices.PriceBook``."""
     client, db = store
-    prices = load_prices()
+    book = PriceBook(load_price_rows(client, f"{db}.model_prices_resolved"))
     batch = [span(NOW, "tP", f"p{i}", "chat", {"session.id": "S_P", **chat(name, 1_000_000, 1000)}, 10)
              for i, name in enumerate(NAMES)]
     client.insert(f"{db}.otel_traces", batch, column_names=COLUMNS)
-    got = dict(client.query(f"SELECT SpanId, CostUsd FROM {db}.otel_traces WHERE TraceId = 'tP'").result_rows)
+    result = client.query(f"SELECT SpanId, CostUsd, toDate(Timestamp, 'UTC') FROM {db}.otel_traces "
+                          "WHERE TraceId = 'tP'").result_rows
+    got = {span_id: cost for span_id, cost, _ in result}
     for i, name in enumerate(NAMES):
-        want = cost_usd(prices, name, 1_000_000, 1000) or 0.0
+        price = book.price("", "", name, result[0][2])
+        want = 0.0 if price is None else cost_usd(price, 1_000_000, 1000)
         assert got[f"p{i}"] == pytest.approx(want, abs=1e-12), name
     assert any(got.values()) and not all(got.values())  # some names priced, some not
 
