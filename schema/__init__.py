@@ -43,15 +43,32 @@ to the session's totals). Token counts and costs from any writer are kept sane: 
 count is clamped to [0, 10^12], a NaN, infinite, negative or absurd (> 10^6 USD) cost is
 ignored and the call priced from the table.
 
-Prices: ``model_prices`` is seeded from ``prices.json``; change a price with a plain
-``INSERT INTO otel.model_prices (model, input_per_mtok, output_per_mtok,
-cached_input_per_mtok) VALUES (...)`` (the newest row per model wins). A span's own
-``gen_ai.usage.cost`` always wins over the table. The sessionlens collector's ``cost``
-processor stamps that cost on every LLM span it receives, from this table as it stands
-then (re-read every minute), so a new price applies to spans that arrive after it. Spans
+Prices: ``model_prices`` holds USD per 1M tokens (input, output, cache-read input,
+cache-write input) per ``provider`` (a ``gen_ai.provider.name`` value; ``''`` = any) and
+``model``, each in force from its ``effective_from`` day (UTC) until the next row of that
+provider and model. It is seeded from the installed ``genai-prices`` package (a maintained,
+versioned price database; :mod:`price_seed`) and brought up to date with it at every
+``schema apply`` and collector start, so upgrading that package brings new prices without a
+release of ours. Override or add a price with a plain INSERT — a user row always wins over
+the seeded rows of its provider and model (provider ``''``: of every provider), whatever
+the dates::
+
+    INSERT INTO otel.model_prices (model, input_per_mtok, output_per_mtok, cached_input_per_mtok)
+    VALUES ('my-model', 1.0, 2.0, 0.5)
+    INSERT INTO otel.model_prices (provider, model, effective_from, input_per_mtok,
+        output_per_mtok, cached_input_per_mtok, cache_write_per_mtok)
+    VALUES ('openai', 'gpt-4o', '2026-12-01', 2.0, 8.0, 1.0, 2.0)
+
+``model_prices_resolved`` shows the rows in force. A call is priced on its UTC start day by
+its response model, else its request model, for its provider, else any (the full rule:
+:mod:`prices`). A span's own ``gen_ai.usage.cost`` always wins. The sessionlens collector's
+``cost`` processor stamps that cost on every LLM span it receives, from the prices as they
+stand then (re-read every minute), so a new price reaches spans that arrive after it. Spans
 that carry no cost (written by a stock OTel Collector, say) are priced when the views are
 read, through the ``model_prices_dict`` dictionary: a new price reaches them within a
-minute, or at once after ``SYSTEM RELOAD DICTIONARY otel.model_prices_dict``.
+minute, or at once after ``SYSTEM RELOAD DICTIONARY otel.model_prices_dict``. Calls still
+priced 0 count in ``session_list.unpriced_calls`` and their models are listed by
+``unpriced_models`` (``sessionlens schema unpriced-models``).
 
 Migrations are frozen SQL files, ``migrations/NNNN_<slug>.sql`` (package data): a DBA can
 read every statement, a released file is never edited (a test holds each to its sha256),
@@ -59,8 +76,9 @@ and a change is a new file. Deployment knobs (database, ON CLUSTER, table engine
 ``${…}`` placeholders, see :mod:`template`. ``apply`` (run by the collector at every start)
 also recreates objects of applied migrations that went missing.
 
-Modules: :mod:`prices` (price file, model-name rule, cost formula — shared with the cost
-processor), :mod:`options` (deployment knobs), :mod:`template` (placeholders, statement
-splitting), :mod:`names` (object names), :mod:`quoting`, :mod:`migrate` (versions,
-``render``, ``apply``, repair), :mod:`cli` (``sessionlens schema …``).
+Modules: :mod:`prices` (lookup rule, cost formula — shared with the cost processor),
+:mod:`price_seed` (the genai-prices seed and its refresh), :mod:`options` (deployment
+knobs), :mod:`template` (placeholders, statement splitting), :mod:`names` (object names),
+:mod:`quoting`, :mod:`migrate` (versions, ``render``, ``apply``, repair), :mod:`cli`
+(``sessionlens schema …``).
 """

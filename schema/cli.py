@@ -139,7 +139,7 @@ def run_unpriced(args: argparse.Namespace) -> int:
             "run 'sessionlens schema apply' first",
         )
     if not rows:
-        print("every model seen in LLM spans has a price")
+        print("every model seen in LLM calls has a price")
         return 0
     from sessionlens.terminal import printable
 
@@ -149,8 +149,10 @@ def run_unpriced(args: argparse.Namespace) -> int:
     for model, calls in rows:
         print(f"{model:<{width}}  {calls}")
     print(
-        f"\n{len(rows)} model(s) cost 0 in the views: add prices with\n"
+        f"\n{len(rows)} model(s) have LLM calls priced 0 (by response model, else request "
+        "model): add prices with\n"
         f"  INSERT INTO {args.database}.model_prices "
-        "(model, input_per_mtok, output_per_mtok, cached_input_per_mtok) VALUES (...)"
+        "(model, input_per_mtok, output_per_mtok, cached_input_per_mtok) VALUES (...)\n"
+        "or upgrade genai-prices (pip install -U genai-prices) and restart the collector"
     )
     return 0
