@@ -32,7 +32,6 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from sessionlens import conventions as conv
 from sessionlens.schema import names
 from sessionlens.schema.quoting import ident
 
@@ -68,7 +67,9 @@ USER_SORTS: dict[str, tuple[str, str]] = {
 
 STATUSES = ("active", "completed")
 _SORT_VALUE = "_sessionlens_sort_value"  # an extra column read for the cursor, then dropped
-BREAKDOWNS = {"by_agent": "agent_id", "by_model": "model", "by_path": "path", "by_run": "run_id"}
+BREAKDOWN_OF = {"agent": "by_agent", "model": "by_model", "path": "by_path", "run": "by_run"}
+"""``session_breakdown``'s dimension -> the breakdown's name in the API."""
+BREAKDOWNS = tuple(BREAKDOWN_OF.values())
 
 
 
@@ -451,37 +452,21 @@ def session_spans(client: Client, project: str | None, session_id: str,
 
 def breakdown(client: Client, project: str | None, session_id: str, *,
               database: str = DEFAULT_DATABASE) -> dict[str, list[dict[str, Any]]]:
-    """Per agent, model, path and run of one session: each key's own calls, tokens, cost,
-    errors and mean call latency (calls without the key are under ``""``; keys with no
-    call, such as an agent span's model, are left out)."""
+    """Per agent, model (the model asked for), path and run of one session, as the
+    ``session_breakdown`` view counts them: each key's own calls (a retried attempt is a
+    retry, not a call), tokens, cost, errors (calls whose final attempt failed) and mean
+    call latency; calls without the key are under ``""``."""
     sql = _Sql()
-    source = _detail(client, database, sql, session_id, project)
-    if project is not None:
-        sql.where(f"project = {sql.bind(project, 'String')}")
-    llm = sql.bind(sorted(conv.LLM_OPERATIONS), "Array(String)")
-    agent_ops = sql.bind(sorted(conv.AGENT_OPERATIONS), "Array(String)")
-    # the counting rule of otel_traces.IsLlmCall, on session_detail's columns
-    is_call = (f"(has({llm}, operation) OR (NOT has({agent_ops}, operation) "
-               "AND input_tokens + output_tokens > 0))")
-    keys = ", ".join(f"({sql.bind(name, 'String')}, {column})" for name, column in BREAKDOWNS.items())
-    # one read of the spans: each span once per breakdown (ARRAY JOIN), then one GROUP BY
     text = (
-        "SELECT b.1 AS breakdown, b.2 AS key,\n"
-        "    countIf(call) AS llm_calls, sumIf(i, call) AS input_tokens,\n"
-        "    sumIf(o, call) AS output_tokens, sumIf(c, call) AS cost_usd,\n"
-        "    countIf(call AND err) AS errors,\n"
-        "    if(llm_calls > 0, sumIf(d, call) / llm_calls, 0) AS avg_latency_ms\n"
-        "FROM (SELECT agent_id, model, path, run_id, input_tokens AS i, output_tokens AS o,\n"
-        "        cost_usd AS c, duration_ms AS d, status IN ('Error', 'STATUS_CODE_ERROR') AS err,\n"
-        f"        {is_call} AS call\n"
-        f"    FROM {source} {sql.clause()})\n"
-        f"ARRAY JOIN [{keys}] AS b\n"
-        "GROUP BY breakdown, key HAVING llm_calls > 0\n"
-        "ORDER BY breakdown, cost_usd DESC, llm_calls DESC, key"
+        "SELECT dimension, key, llm_calls, input_tokens, output_tokens, cost_usd, errors,\n"
+        "    avg_latency_ms\n"
+        f"FROM {_table(database, names.SESSION_BREAKDOWN)}("
+        f"session_id = {sql.bind(session_id, 'String')}, project = {sql.bind(project or '', 'String')})\n"
+        "ORDER BY dimension, cost_usd DESC, llm_calls DESC, key"
     )
     result: dict[str, list[dict[str, Any]]] = {name: [] for name in BREAKDOWNS}
     for row in _rows(_query(client, text, sql.parameters)):
-        result[row.pop("breakdown")].append(row)
+        result[BREAKDOWN_OF[row.pop("dimension")]].append(row)
     return result
 
 

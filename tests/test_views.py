@@ -429,6 +429,21 @@ def test_breakdown_gives_each_key_its_own_figures(counting):
     assert rows(client, f"SELECT * FROM {db}.session_breakdown(session_id='S_R', project='other')") == []
 
 
+def test_the_read_layer_breakdown_counts_as_the_view_does(counting):
+    from sessionlens.schema import queries
+
+    client, db = counting
+    got = queries.breakdown(client, "acme", "S_R", database=db)
+    by_agent = {r["key"]: r for r in got["by_agent"]}
+    # retried attempts are retries, not calls; errors are calls whose final attempt failed
+    assert (by_agent["a1"]["llm_calls"], by_agent["a1"]["errors"]) == (2, 1)
+    (total,) = rows(client, f"SELECT llm_calls, errors FROM {db}.session_list WHERE session_id = 'S_R'")
+    for name, part in got.items():
+        assert sum(r["llm_calls"] for r in part) == total["llm_calls"], name
+        assert sum(r["errors"] for r in part) == total["errors"], name
+    assert queries.breakdown(client, "other", "S_R", database=db) == {name: [] for name in queries.BREAKDOWNS}
+
+
 def test_vitals_of_one_agent_are_its_own_share(counting):
     client, db = counting
     a1 = vitals(client, db, agent="a1")
