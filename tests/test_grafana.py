@@ -23,7 +23,7 @@ from sessionlens.schema.grafana import DASHBOARDS, PROVISIONING
 from sessionlens.schema.migrate import SchemaOptions, apply
 from test_views import COLUMNS, NOW, SPANS, chat, span
 
-PUBLIC_VIEWS = {"session_list", "session_list_page", "session_vitals", "session_detail"}
+PUBLIC_VIEWS = {"session_list", "session_list_page", "session_vitals", "session_detail", "session_breakdown"}
 # the OTel traces table, for per-call figures no session view splits (its session columns)
 SPAN_TABLE = "otel_traces"
 FILTERS = ("project", "environment", "service", "agent", "user")
