@@ -1,7 +1,8 @@
 """A fake LLM server on 127.0.0.1 speaking enough OpenAI, Anthropic and Gemini for the SDKs.
 
 Real HTTP (threaded stdlib server, keep-alive, chunked SSE). The requested model picks
-the behaviour: ``fail-429`` / ``fail-500`` answer with that status, ``stall`` waits before
+the behaviour: ``fail-429`` / ``fail-500`` answer with that status, ``flaky-<model>`` answers
+429 to a first attempt and as ``<model>`` to the SDK's retry, ``stall`` waits before
 answering (client timeouts), ``stall-stream`` sends one event and then stalls, ``gzip`` streams
 gzip-compressed; any other
 model gets a normal answer with fixed usage (see the ``USAGE_*`` constants).
@@ -65,6 +66,10 @@ class _Handler(BaseHTTPRequestHandler):
         if model.startswith("fail-"):
             status = int(model[5:])
             return self._json({"error": {"type": "fail", "message": f"fake {status}"}}, status)
+        if model.startswith("flaky-"):  # 429 on the first attempt, then the model's answer
+            if self.headers.get("x-stainless-retry-count", "0") == "0":
+                return self._json({"error": {"type": "rate_limit", "message": "fake 429"}}, 429)
+            model = body["model"] = model.removeprefix("flaky-")
         if model == "stall":
             time.sleep(STALL_SECONDS)
         stream = body.get("stream") is True or path.endswith(":streamGenerateContent")
