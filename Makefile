@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= otel-config.yaml
 NODE_DIR := tests/node
 
-.PHONY: install run test demo clean
+.PHONY: install run lint test demo clean
 
 # Re-install whenever pyproject.toml changes; the stamp keeps `make test` fast otherwise.
 $(VENV)/.installed: pyproject.toml
@@ -37,7 +37,11 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/sessionlens collector --config $(CONFIG)
 
-test: install $(NODE_DIR)/node_modules/.installed $(CHROMIUM)
+# The rules are [tool.ruff] in pyproject.toml; ruff comes with the dev extra.
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: lint $(NODE_DIR)/node_modules/.installed $(CHROMIUM)
 	$(PY) -m pytest
 
 demo: install

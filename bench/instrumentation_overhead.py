@@ -431,7 +431,7 @@ def _run_child(python: Path, arm: str, http_spans: bool, url: str, counts: tuple
     n1, n2 = counts
     result: dict[str, float] = {}
     for kind in ("call", "stream"):
-        def per_call(segment: str) -> float:
+        def per_call(segment: str, kind: str = kind) -> float:
             return (sum(dumps[f"{kind} {n2} {segment}"].values()) - sum(dumps[f"{kind} {n1} {segment}"].values())) / (n2 - n1)
 
         result[f"{kind} encode"] = per_call("encode")

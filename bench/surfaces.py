@@ -34,7 +34,7 @@ import time
 
 import httpx
 
-from ingest import channel_export, free_port, paced, percentile, template, unique
+from ingest import free_port, paced, percentile, template
 
 BIG_SESSION = "big-session"
 

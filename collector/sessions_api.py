@@ -100,7 +100,7 @@ class Readers:
                 if self._made < self._size:
                     client = self._host.storage_client()
                     if client is None:
-                        raise StorageNotReady("the collector's storage is not open yet")
+                        raise StorageNotReady("the collector's storage is not open yet") from None
                     self._made += 1
             if client is None:
                 client = self._idle.get()

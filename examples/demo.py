@@ -72,7 +72,7 @@ def start_collector(workdir: Path, grpc_port: int) -> subprocess.Popen:
             return collector
         except OSError:
             if collector.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("demo: the collector did not start (see its output above)")
+                raise SystemExit("demo: the collector did not start (see its output above)") from None
             time.sleep(0.2)
 
 
@@ -101,7 +101,7 @@ def run_web_chat(llm_url: str, grpc_port: int) -> None:
                 break
             except OSError:
                 if app.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("demo: the web app did not start (see its output above)")
+                    raise SystemExit("demo: the web app did not start (see its output above)") from None
                 time.sleep(0.2)
         base = f"http://127.0.0.1:{port}"
         threads = [threading.Thread(target=visit, args=(base, *v, QUESTIONS_EACH)) for v in VISITORS]

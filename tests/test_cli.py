@@ -97,7 +97,7 @@ def cli(capsys, *args: str, token: str | None = TOKEN) -> tuple[int, str, str]:
 def section(out: str, title: str) -> list[str]:
     """The lines of the table titled ``title``, up to the next blank line."""
     lines = out.splitlines()
-    start = lines.index(next(l for l in lines if l.strip() == title)) + 1
+    start = lines.index(next(line for line in lines if line.strip() == title)) + 1
     end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
     return lines[start:end]
 
@@ -117,7 +117,7 @@ def test_list_table_shows_the_apis_figures(collector, capsys):
     code, out, _ = cli(capsys, "sessions", "list", *api_args(collector))
     assert code == 0 and "\x1b" not in out
     for session_id, row in rows.items():
-        (line,) = [l for l in out.splitlines() if l.startswith(session_id + " ")]
+        (line,) = [line for line in out.splitlines() if line.startswith(session_id + " ")]
         assert render.usd(row["cost_usd"]) in line
         assert f"{row['input_tokens']}→{row['output_tokens']}" in line
         assert row["user_id"] in line
@@ -183,8 +183,8 @@ def test_users_json_and_table(collector, capsys):
     code, out, _ = cli(capsys, "users", *api_args(collector), "--json")
     assert code == 0 and json.loads(out) == users
     code, out, _ = cli(capsys, "users", *api_args(collector), "--sort=-cost_usd")
-    lines = [l for l in out.splitlines() if l.startswith(("alice ", "bob "))]
-    assert [l.split()[0] for l in lines] == ["bob", "alice"]
+    lines = [line for line in out.splitlines() if line.startswith(("alice ", "bob "))]
+    assert [line.split()[0] for line in lines] == ["bob", "alice"]
     by_user = {u["user_id"]: u for u in users["users"]}
     assert render.usd(by_user["bob"]["cost_usd"]) in lines[0]
 

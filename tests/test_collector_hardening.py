@@ -379,7 +379,7 @@ def test_a_burst_of_new_connections_is_queued_not_reset(edge):
     for _ in range(3):
         statuses: list = []
 
-        def send() -> None:
+        def send(statuses: list = statuses) -> None:  # this round's list, even for a late thread
             try:
                 statuses.append(post(http_port, body)[0])
             except OSError as exc:

@@ -118,7 +118,7 @@ def test_cluster_render_puts_on_cluster_everywhere_and_replicates():
 def test_single_node_render_runs_as_a_script(client, database):
     script = render(SchemaOptions(database=database, ttl=86400))
     for sql in script.split(";\n\n"):
-        body = "\n".join(l for l in sql.splitlines() if not l.startswith("--")).strip().rstrip(";")
+        body = "\n".join(line for line in sql.splitlines() if not line.startswith("--")).strip().rstrip(";")
         if body:
             client.command(body)
     assert client.command(f"SELECT count() FROM {database}.schema_migrations") == len(MIGRATIONS)

@@ -49,7 +49,7 @@ def test_pending_is_limited_by_items_but_never_empty(tmp_path):
 
 def test_commit_forgets_records_and_deletes_finished_segments(tmp_path):
     spool = Spool(str(tmp_path), max_bytes=1 << 20, segment_bytes=100)
-    for i in range(6):
+    for _ in range(6):
         spool.append(bytes(80), items=1)  # one record per segment
     assert len(segments(tmp_path)) == 6
     spool.commit(4)

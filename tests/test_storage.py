@@ -49,7 +49,7 @@ def test_a_store_open_in_another_process_is_named_as_such(chdb_url, tmp_path):
     result = subprocess.run([sys.executable, "-m", "sessionlens", "collector", "--config", str(config)],
                             capture_output=True, text=True, timeout=20)
     assert result.returncode == 1, result.stderr
-    (line,) = [l for l in result.stderr.splitlines() if l.startswith("sessionlens collector:")]
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("sessionlens collector:")]
     assert f"the embedded ClickHouse store at {embedded_path(chdb_url)} is open in another process" in line
     assert "stop the other collector" in line and "is ClickHouse running" not in line
     assert store_in_use(embedded_path(chdb_url))
