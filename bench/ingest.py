@@ -260,7 +260,7 @@ def count_rows(store: str) -> tuple[int, int, int]:
     """(rows in otel_traces, sessions in session_list, sum of their llm_calls), in a subprocess."""
     script = textwrap.dedent(f"""
         import json
-        from sessionlens.collector.storage import connect
+        from sessionlens.storage import connect
         client = connect("chdb://{store}", database="otel")
         traces = client.command("SELECT count() FROM otel_traces")
         sessions, calls = client.query("SELECT count(), sum(llm_calls) FROM session_list").result_rows[0]

@@ -29,7 +29,7 @@ import time
 from exporter import llm_span  # bench/exporter.py: the realistic span of the exporter bench
 
 from sessionlens.collector import clickhouse_exporter as chx
-from sessionlens.collector.storage import connect
+from sessionlens.storage import connect
 from sessionlens.schema.migrate import SchemaOptions, apply
 
 DAYS = 30

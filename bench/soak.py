@@ -437,7 +437,7 @@ def main() -> int:
             process.kill()
         subprocess.run(["umount", "-l", mount], check=False)
 
-    from sessionlens.collector.storage import connect
+    from sessionlens.storage import connect
 
     client = connect(f"chdb://{store}", database="otel")
     rows = client.query("SELECT reinterpretAsUInt64(reverse(unhex(SpanId))) - 1, count() "

@@ -69,7 +69,7 @@ BUILD = textwrap.dedent("""
     import sys
     sys.path.insert(0, {bench!r})
     from query_views import prepare, settle_merges
-    from sessionlens.collector.storage import connect
+    from sessionlens.storage import connect
     client = connect("chdb://{store}")
     # a store of an earlier run holds more (the large session, the ingested spans): reuse it
     reuse = client.command("EXISTS TABLE {database}.otel_traces") and client.command(

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     """Load the config, start the pipeline, serve until SIGINT/SIGTERM, shut down cleanly."""
     from sessionlens.collector.config import ConfigError, load
     from sessionlens.collector.pipeline import Pipeline
-    from sessionlens.collector.storage import StorageError, StoreInUseError
+    from sessionlens.storage import StorageError, StoreInUseError
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr

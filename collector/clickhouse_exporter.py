@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sessionlens import conventions
-from sessionlens.collector import storage
-from sessionlens.collector.component import Duration, ExportUnavailable
+from sessionlens import storage
+from sessionlens.collector.component import ExportUnavailable
+from sessionlens.durations import Duration
 from sessionlens.collector.spool import Spool, SpoolFull, disk_full
 
 if TYPE_CHECKING:

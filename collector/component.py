@@ -14,7 +14,7 @@ like ``30m`` become seconds) and the pipeline wires the created components in or
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, NewType, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from sessionlens.collector.pdata import Span
@@ -63,10 +63,6 @@ class Host(Protocol):
     def inactivity_timeout(self) -> float | None:
         """Seconds after its last span a session ends (the autosession processor's), or None."""
         ...
-
-
-Duration = NewType("Duration", float)
-"""A config field in seconds; the YAML may say ``30m``, ``200ms``, ``1h`` or a number of seconds."""
 
 
 class ExportUnavailable(Exception):

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from sessionlens.collector.component import Duration
+from sessionlens.durations import Duration, parse_duration
 
 KINDS = ("receivers", "processors", "exporters", "extensions")
 
@@ -66,7 +66,7 @@ class CollectorConfig:
     extensions: list[ComponentSpec] = field(default_factory=list)
 
 
-# --- env expansion and durations ------------------------------------------------------
+# --- env expansion ----------------------------------------------------------------------
 
 _ENV = re.compile(r"\$\$|\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -93,37 +93,6 @@ def expand_env(text: str, environ: typing.Mapping[str, str] | None = None) -> st
         return value
 
     return _ENV.sub(substitute, text)
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_HELP = "use e.g. 200ms, 30s, 30m, 1h or a number of seconds"
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from ``200ms``, ``30s``, ``30m``, ``1h30m`` (Go syntax) or a number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration ({_DURATION_HELP})")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str) and value.strip():
-        text = value.strip()
-        position, seconds = 0, 0.0
-        for match in _DURATION_PART.finditer(text):
-            if match.start() != position:
-                break
-            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-            position = match.end()
-        if position != len(text):
-            try:
-                seconds = float(text)
-            except ValueError:
-                raise ValueError(f"{value!r} is not a duration ({_DURATION_HELP})") from None
-    else:
-        raise ValueError(f"{value!r} is not a duration ({_DURATION_HELP})")
-    if seconds < 0:
-        raise ValueError(f"{value!r} is negative: a duration must be 0 or more")
-    return seconds
 
 
 # --- YAML mapping → Config dataclass ----------------------------------------------------

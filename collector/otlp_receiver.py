@@ -23,7 +23,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from sessionlens import conventions
 from sessionlens.collector import otlp
-from sessionlens.collector.component import Duration, Host
+from sessionlens.collector.component import Host
+from sessionlens.durations import Duration
 
 TYPE = "otlp"
 

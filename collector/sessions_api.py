@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sessionlens.collector import asgi
-from sessionlens.collector.component import Duration, Host
+from sessionlens.collector.component import Host
+from sessionlens.durations import Duration
 
 log = logging.getLogger("sessionlens.collector")
 

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the fake LLM server lives with the te
 from instr_fake_llm import USAGE_ANTHROPIC, USAGE_OPENAI, FakeLLMServer  # noqa: E402
 from web_chat import visit  # noqa: E402
 
-from sessionlens.collector.storage import connect  # noqa: E402
+from sessionlens.storage import connect  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
 LAUNCHER = Path(sys.executable).with_name("opentelemetry-instrument")

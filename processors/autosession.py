@@ -68,7 +68,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from sessionlens import conventions as c
-from sessionlens.collector.component import Duration
+from sessionlens.durations import Duration
 from sessionlens.collector.pdata import Span
 from sessionlens.schema.names import SESSION_LIST
 

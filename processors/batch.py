@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sessionlens.collector.component import Duration, ExportUnavailable, Host
+from sessionlens.collector.component import ExportUnavailable, Host
+from sessionlens.durations import Duration
 from sessionlens.collector.pdata import Span
 
 TYPE = "batch"

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from sessionlens import conventions as c
-from sessionlens.collector.component import Duration
+from sessionlens.durations import Duration
 from sessionlens.collector.pdata import Span
 from sessionlens.schema.names import PRICES_VIEW
 from sessionlens.schema.price_seed import seed_rows

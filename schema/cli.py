@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sessionlens.collector.storage import DEFAULT_URL
+from sessionlens.storage import DEFAULT_URL
 
 
 def _add_knobs(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _options(args: argparse.Namespace):
-    from sessionlens.collector.config import parse_duration
+    from sessionlens.durations import parse_duration
     from sessionlens.schema.options import SchemaOptions
 
     return SchemaOptions(
@@ -100,7 +100,7 @@ def run_print(args: argparse.Namespace) -> int:
 
 
 def run_apply(args: argparse.Namespace) -> int:
-    from sessionlens.collector.storage import StorageError, connect
+    from sessionlens.storage import StorageError, connect
     from sessionlens.schema.migrate import applied_versions, apply
 
     try:
@@ -120,7 +120,7 @@ def run_apply(args: argparse.Namespace) -> int:
 
 
 def run_unpriced(args: argparse.Namespace) -> int:
-    from sessionlens.collector.storage import StorageError, connect
+    from sessionlens.storage import StorageError, connect
     from sessionlens.schema.names import UNPRICED_MODELS
     from sessionlens.schema.options import SchemaOptions
 

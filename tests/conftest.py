@@ -20,7 +20,7 @@ def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def database(chdb_url: str):
     """A fresh, empty database name in the shared embedded store; dropped afterwards."""
-    from sessionlens.collector.storage import connect
+    from sessionlens.storage import connect
 
     name = "t_" + uuid.uuid4().hex[:12]
     client = connect(chdb_url)

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from sessionlens import conventions
 from sessionlens.collector.otlp_grpc import export_stub
-from sessionlens.collector.storage import connect
+from sessionlens.storage import connect
 from collector_setup import CONFIG, free_port, grpc_port, load_request, start_collector, start_pipeline, wait_for
 
 
@@ -98,7 +98,7 @@ def test_kill_9_mid_load_loses_no_acknowledged_span(tmp_path):
 
     query = textwrap.dedent(f"""
         import json
-        from sessionlens.collector.storage import connect
+        from sessionlens.storage import connect
         client = connect({url!r}, database="otel")
         rows = client.query("SELECT SpanId, count() FROM otel_traces GROUP BY SpanId").result_rows
         print(json.dumps(rows))

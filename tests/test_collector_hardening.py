@@ -37,7 +37,7 @@ def stored_span_counts(url: str) -> dict[int, int]:
     """span number (as ``load_request`` numbers them) → times stored, read by a new process."""
     query = textwrap.dedent(f"""
         import json
-        from sessionlens.collector.storage import connect
+        from sessionlens.storage import connect
         client = connect({url!r}, database="otel")
         rows = client.query("SELECT SpanId, count() FROM otel_traces GROUP BY SpanId").result_rows
         print(json.dumps(rows))
@@ -238,7 +238,7 @@ def test_poison_spans_cost_no_other_span(tmp_path):
     assert stored == {n: 1 for n in expected}
     query = textwrap.dedent(f"""
         import json
-        from sessionlens.collector.storage import connect
+        from sessionlens.storage import connect
         client = connect({url!r}, database="otel")
         rows = client.query("SELECT SpanAttributes FROM otel_traces WHERE SpanName = 'poison'").result_rows
         print(json.dumps([r[0] for r in rows]))
@@ -483,7 +483,7 @@ def test_a_restart_with_spans_in_the_spool_keeps_the_conversation_s_session(chdb
     from sessionlens.collector.config import parse
     from sessionlens.collector.pdata import Span
     from sessionlens.collector.pipeline import Pipeline
-    from sessionlens.collector.storage import connect
+    from sessionlens.storage import connect
     from sessionlens.schema import migrate
 
     client = connect(chdb_url, database=database)

@@ -10,7 +10,8 @@ import textwrap
 import pytest
 
 from sessionlens.__main__ import main
-from sessionlens.collector.config import ConfigError, expand_env, parse, parse_duration
+from sessionlens.collector.config import ConfigError, expand_env, parse
+from sessionlens.durations import parse_duration
 
 BASE = """
 receivers:

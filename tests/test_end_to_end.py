@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 import sessionlens
-from sessionlens.collector.storage import connect
+from sessionlens.storage import connect
 from sessionlens.instrumentation import SessionLensInstrumentor
 from sessionlens.instrumentation.finisher import FINISHER
 from sessionlens.schema.price_seed import seed_rows

@@ -15,7 +15,7 @@ from sessionlens import conventions
 from sessionlens.collector import clickhouse_exporter as chx
 from sessionlens.collector.component import ExportUnavailable
 from sessionlens.collector.pdata import Event, Link, Span
-from sessionlens.collector.storage import connect
+from sessionlens.storage import connect
 from sessionlens.schema import migrate
 
 T0 = 1_763_700_000_123_456_789  # ns

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from grafana_plugin import ALL, Variable, conditional_all, interpolate, render
-from sessionlens.collector.storage import connect
+from sessionlens.storage import connect
 from sessionlens.schema import queries
 from sessionlens.schema.grafana import DASHBOARDS, PROVISIONING
 from sessionlens.schema.migrate import SchemaOptions, apply

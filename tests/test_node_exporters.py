@@ -16,7 +16,7 @@ import pytest
 from collector_setup import grpc_port, http_port, start_pipeline
 
 from sessionlens import conventions
-from sessionlens.collector.storage import connect
+from sessionlens.storage import connect
 
 NODE_DIR = Path(__file__).parent / "node"
 

@@ -10,7 +10,7 @@ import pytest
 
 from sessionlens import conventions as c
 from sessionlens.collector.pdata import Span
-from sessionlens.collector.storage import connect
+from sessionlens.storage import connect
 from sessionlens.processors import cost
 from sessionlens.schema import price_seed
 from sessionlens.schema.migrate import SchemaOptions, apply

@@ -517,14 +517,14 @@ class StoreHost:
         self.database = database
 
     def storage_client(self):
-        from sessionlens.collector.storage import connect
+        from sessionlens.storage import connect
 
         return None if self.url is None else connect(self.url, database=self.database)
 
 
 def store(url: str, database: str, spans: list[Span]) -> None:
     from sessionlens.collector.clickhouse_exporter import COLUMNS, to_columns
-    from sessionlens.collector.storage import connect
+    from sessionlens.storage import connect
 
     client = connect(url, database=database)
     client.insert(table="otel_traces", database=database, data=to_columns(spans),
@@ -535,7 +535,7 @@ def store(url: str, database: str, spans: list[Span]) -> None:
 def test_restart_keeps_sessions_and_trace_assignments(chdb_url, database):
     import time
 
-    from sessionlens.collector.storage import connect
+    from sessionlens.storage import connect
     from sessionlens.schema import migrate
     from sessionlens.schema.options import SchemaOptions
 

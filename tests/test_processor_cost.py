@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sessionlens import conventions as c
-from sessionlens.collector.storage import connect
+from sessionlens.storage import connect
 from sessionlens.processors import cost
 from sessionlens.schema.migrate import SchemaOptions, apply
 from sessionlens.schema.price_seed import seed_rows

@@ -17,7 +17,7 @@ import pytest
 from collector_setup import grpc_port, start_pipeline
 from instr_fake_llm import FakeLLMServer
 
-from sessionlens.collector.storage import connect
+from sessionlens.storage import connect
 
 APP = textwrap.dedent("""
     import sys

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from sessionlens.__main__ import main
-from sessionlens.collector.storage import connect
+from sessionlens.storage import connect
 
 
 def test_apply_then_unpriced_models(chdb_url, database, capsys):

@@ -12,7 +12,7 @@ from importlib import resources
 import pytest
 
 from sessionlens import conventions as conv
-from sessionlens.collector.storage import connect
+from sessionlens.storage import connect
 from sessionlens.schema.migrate import (
     MIGRATIONS,
     SchemaError,

@@ -63,7 +63,7 @@ BY_LAST_SEEN = ["s-alice", "s-bob", *BULK, "s-old"]
 
 @pytest.fixture(scope="module")
 def collector(chdb_url, tmp_path_factory):
-    from sessionlens.collector.storage import connect
+    from sessionlens.storage import connect
 
     database = "api_" + str(int(time.time() * 1000))[-9:]
     connect(chdb_url).command(f"CREATE DATABASE {database}")

@@ -1,6 +1,6 @@
 import pytest
 
-from sessionlens.collector.storage import StorageError, connect, embedded_path
+from sessionlens.storage import StorageError, connect, embedded_path
 
 
 def test_embedded_paths(tmp_path, monkeypatch):
@@ -35,7 +35,7 @@ def test_a_store_open_in_another_process_is_named_as_such(chdb_url, tmp_path):
     import subprocess
     import sys
 
-    from sessionlens.collector.storage import store_in_use
+    from sessionlens.storage import store_in_use
 
     holder = connect(chdb_url)  # this process holds the store while the client is open
     holder.query("SELECT 1")

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from sessionlens.collector.storage import connect
+from sessionlens.storage import connect
 from sessionlens.schema.migrate import SchemaOptions, apply
 from sessionlens.schema.prices import PriceBook, cost_usd, load_price_rows
 

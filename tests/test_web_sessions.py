@@ -24,7 +24,7 @@ from instr_fake_llm import FakeLLMServer
 from web_chat import visit
 
 from sessionlens import conventions as c
-from sessionlens.collector.storage import connect
+from sessionlens.storage import connect
 from sessionlens.instrumentation.instrumentor import SCOPE
 
 WEB_CHAT = Path(__file__).resolve().parent.parent / "examples" / "web_chat.py"

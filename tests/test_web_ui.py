@@ -45,7 +45,7 @@ def _calls() -> list[Call]:
 
 @pytest.fixture(scope="module")
 def ui(chdb_url, tmp_path_factory):
-    from sessionlens.collector.storage import connect
+    from sessionlens.storage import connect
 
     database = "ui_" + str(int(time.time() * 1000))[-9:]
     connect(chdb_url).command(f"CREATE DATABASE {database}")

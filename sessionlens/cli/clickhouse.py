@@ -22,7 +22,7 @@ class ClickHouseSource:
     """Reads of one ClickHouse store (a server, or an embedded store no process has open)."""
 
     def __init__(self, url: str, *, database: str = "otel", project: str | None = None) -> None:
-        from sessionlens.collector.storage import StorageError, StoreInUseError, connect
+        from sessionlens.storage import StorageError, StoreInUseError, connect
 
         self.database = database
         self.project = project

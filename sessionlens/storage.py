@@ -2,7 +2,9 @@
 
 ``chdb:///abs/path`` (or ``chdb://relative/path``) opens the embedded chDB engine at that
 path — the same SQL a server runs; ``http(s)://user:pass@host:8123/db`` reaches a server
-or cluster. Everything sessionlens stores or reads goes through the client returned here.
+or cluster. Everything sessionlens stores or reads goes through the client returned here:
+the collector's exporter, ``sessionlens schema``, the read commands and the benches, which
+is why it lives on the package's ground floor rather than inside one of them.
 """
 
 from __future__ import annotations
