@@ -6,7 +6,7 @@ Loads synthetic LLM spans (~16 span attributes, agent spans wrapping chat calls,
 models, errors) into ``otel_traces`` with INSERT … SELECT — through the same materialized
 views as real inserts — twice, and prints one line per load with the median time of a
 session_list page (unfiltered and filtered by user), a session_detail (a different session
-each run) and 30-day session_vitals against the targets of SPEC §7, then a session_breakdown
+each run) and 30-day session_vitals against the targets (``TARGETS_MS``), then a session_breakdown
 and one agent's 30-day vitals. A last line gives the
 insert rate of realistic spans (those of ``bench/exporter.py``, column batches as the
 exporter sends them) through all materialized views, so a schema change shows its cost:
@@ -37,7 +37,7 @@ SPANS_PER_TRACE = 5  # one invoke_agent span, four chat calls
 CHUNK = 1_000_000
 SESSION_TABLES = ("otel_traces_sessions", "otel_traces_session_spans")
 TARGETS_MS = {"list page": 300, "list user=": 300, "detail": 50, "vitals 30d": 500,
-              # beyond SPEC §7's list: held to the targets of their nearest kin
+              # no target of their own: held to the targets of their nearest kin
               "breakdown": 50, "vitals agent=": 500}
 
 # How span n maps to its session s, its index k within the session, the session's start

@@ -15,7 +15,7 @@
    alone and once while the readers loop again.
 
 Prints the API list page, session page and large-session detail p50/p95 without and with
-ingest (against SPEC §7: 300 ms, 500 ms, 1 s), and the ingest rate and ack p99 with and
+ingest (against the targets: 300 ms, 500 ms, 1 s), and the ingest rate and ack p99 with and
 without readers. Figures come from one run on whatever else the machine is doing: compare the
 two ingest lines with each other, not with another run.
 """

@@ -1,6 +1,6 @@
 """Query-string parameters of the sessions API and web UI → the read layer's arguments.
 
-Both surfaces accept the same parameters (SPEC §6.1), so a UI URL and an API URL with the
+Both surfaces accept the same parameters (the API's, in ``openapi.py``), so a UI URL and an API URL with the
 same query string select the same sessions. Every mistake is a
 :class:`~sessionlens.schema.queries.QueryError` saying what is wrong and what is accepted.
 """

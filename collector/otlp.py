@@ -3,8 +3,8 @@
 Shared by the gRPC and HTTP transports. ``parse_protobuf``/``parse_json`` turn a request
 body into an ``ExportTraceServiceRequest`` (raising :class:`MalformedRequest`), and
 ``decode`` turns that into spans plus the count and description of the spans it rejected
-(SPEC §5: invalid spans are rejected one by one, the valid ones of the request are kept;
-besides the SPEC's rules, a span or event timestamp past what storage holds is invalid).
+(docs/pipeline.md: invalid spans are rejected one by one, the valid ones of the request are
+kept; a span or event timestamp past what storage holds is invalid too).
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
 
 
 def _problem(span) -> str | None:
-    """Why a span is invalid (SPEC §5), or None."""
+    """Why a span is invalid (docs/pipeline.md, "Receiver"), or None."""
     trace_id = span.trace_id
     if len(trace_id) != 16:
         return f"trace_id must be 16 bytes, got {len(trace_id)}"

@@ -1,4 +1,4 @@
-"""The Starlette app of the ``sessions_api`` extension: JSON API routes (SPEC §6.1), the
+"""The Starlette app of the ``sessions_api`` extension: JSON API routes (described in ``openapi.py``), the
 event stream, and the web UI's routes (:mod:`sessionlens.collector.web_ui`).
 
 Handlers parse parameters (:mod:`~sessionlens.collector.api_params`), scope the read to

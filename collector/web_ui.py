@@ -1,4 +1,4 @@
-"""The web UI of the ``sessions_api`` extension (SPEC §6.2): server-rendered pages.
+"""The web UI of the ``sessions_api`` extension (README, "Sessions UI and API"): server-rendered pages.
 
 Pages are Jinja2 templates filled from the same read layer as the JSON API
 (:mod:`sessionlens.schema.queries`), so a page and ``/v1/…`` show the same numbers, and

@@ -1,7 +1,7 @@
 """``sessionlens.session(...)`` and ``sessionlens.run(...)``: the session context of the code inside.
 
 Both are context managers (``with`` and ``async with``) and decorators (sync and async
-functions). They keep the SPEC §2 attributes in a context variable, so the context follows
+functions). They keep the session attributes (``sessionlens.conventions``) in a context variable, so the context follows
 asyncio tasks created inside and stays separate per thread; the span processor copies it
 onto every span started inside, whichever instrumentation starts it.
 
@@ -139,7 +139,7 @@ def _join_path(outer: str | None, path: str) -> str:
 
 
 def session(
-    id: str | None = None,  # noqa: A002 - the public keyword the SPEC names
+    id: str | None = None,  # noqa: A002 - the public keyword: session(id=...)
     name: str | None = None,
     path: str | None = None,
     user_id: str | None = None,

@@ -1,4 +1,6 @@
-"""Who a request is from: the identity a web framework recorded on its SERVER span (SPEC §3.7).
+"""Who a request is from: the identity a web framework recorded on its SERVER span.
+
+The collector keys sessions by it (docs/sessions.md, "Never merge strangers").
 
 A web framework's instrumentation (FastAPI/Starlette/ASGI, Flask/WSGI, Django …) starts one
 SERVER span per request and records the visitor on it: ``client.address`` and

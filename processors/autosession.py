@@ -1,4 +1,4 @@
-"""The ``autosession`` processor: every span gets a ``session.id`` (SPEC §3).
+"""The ``autosession`` processor: every span gets a ``session.id`` (docs/sessions.md).
 
 All state is per project (the ``sessionlens.project`` resource attribute): spans of two
 projects never share a session, not even when they share a trace id.

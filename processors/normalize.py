@@ -2,7 +2,7 @@
 
 For every span (and each distinct resource of a batch):
 
-- Aliases (SPEC §2 ``conventions.ALIASES`` and ``conventions.INSTRUMENTATION_ALIASES``:
+- Aliases (``conventions.ALIASES`` and ``conventions.INSTRUMENTATION_ALIASES``:
   OpenLLMetry, OpenInference, Vercel AI, Langfuse, the Anthropic SDK and deprecated GenAI
   names) are copied to their canonical key, with value renames from
   ``conventions.VALUE_ALIASES`` (``gen_ai.system=az.ai.openai`` → ``gen_ai.provider.name=

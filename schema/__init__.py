@@ -1,6 +1,7 @@
 """sessionlens.schema: the ClickHouse schema — spans, session rollup, views, prices.
 
-Public query interface (stable names and columns, SPEC §4), in database ``otel`` by default::
+Public query interface (stable names and columns; what each figure counts: docs/counting.md),
+in database ``otel`` by default::
 
     SELECT * FROM otel.session_list_page(project='', user='', environment='', status='',
                                          before='', limit=50)

@@ -1,7 +1,7 @@
 """SQL text with named deployment placeholders: how a frozen migration file becomes DDL.
 
 A migration file is plain ClickHouse SQL, statements ending in ``;`` at the end of a line.
-The deployment knobs (SPEC §4, as the Collector's clickhouseexporter names them) appear as
+The deployment knobs (named as the Collector's clickhouseexporter names them) appear as
 placeholders, substituted in one pass (a value is never substituted again):
 
 ``${database}``

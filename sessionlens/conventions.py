@@ -1,7 +1,7 @@
 """The attribute names sessionlens reads and writes: the one place that owns them.
 
 Canonical keys follow the OpenTelemetry semantic conventions where one exists and
-use the ``sessionlens.*`` namespace otherwise (SPEC §2). Every component — the
+use the ``sessionlens.*`` namespace otherwise. Every component — the
 instrumentation, the collector's processors, the schema's derived columns — imports
 its names from here, so a new alias or header is added once.
 """
@@ -70,7 +70,8 @@ CLIENT_ADDRESS: Final = "client.address"
 USER_AGENT: Final = "user_agent.original"
 SERVES_REQUESTS: Final = "sessionlens.process.serves_requests"
 """``true`` on the spans of a process that has started a local root SERVER span: it serves
-requests for many people, so the collector never keys its spans by instance (SPEC §3.7)."""
+requests for many people, so the collector never keys its spans by instance
+(docs/sessions.md, "Never merge strangers")."""
 SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
 
@@ -283,7 +284,7 @@ INSTRUMENTATION_ALIASES: Final[dict[str, tuple[str, ...]]] = {
     "openai.response.service_tier": ("gen_ai.openai.response.service_tier",),
     "openai.response.system_fingerprint": ("gen_ai.openai.response.system_fingerprint",),
 }
-"""Beyond SPEC §2's ``ALIASES``: names the OpenLLMetry, OpenInference, Vercel AI, Langfuse
+"""Beyond ``ALIASES``: names the OpenLLMetry, OpenInference, Vercel AI, Langfuse
 and Anthropic SDK instrumentations use, and GenAI attributes the semantic conventions
 renamed. Same shape as ``ALIASES``. (Vercel AI's ``ai.usage.*`` is left out on purpose: it
 sits on the wrapping ``ai.generateText`` span as well, so it would count tokens twice.)"""

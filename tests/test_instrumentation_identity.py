@@ -1,5 +1,5 @@
 """Who a request is from: the local root SERVER span's identity reaches the spans of its
-request, LLM spans above all, and a request-serving process marks its spans (SPEC §3.7)."""
+request, LLM spans above all, and a request-serving process marks its spans (docs/sessions.md)."""
 
 from __future__ import annotations
 

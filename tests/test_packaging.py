@@ -1,4 +1,4 @@
-"""The distribution's shape (SPEC §1): one package, its subpackages, a lean base install."""
+"""The distribution's shape (README, "Layout"): one package, its subpackages, a lean base install."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The autosession processor: SPEC §3 rules, the inactivity boundary, bounded state,
+"""The autosession processor: docs/sessions.md's rules, the inactivity boundary, bounded state,
 and a property test against a reference sort-and-sweep sessionizer."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What counts, end to end (SPEC §4): the real openai SDK retrying under the real
+"""What counts, end to end (docs/counting.md): the real openai SDK retrying under the real
 ``opentelemetry-instrument`` launcher (httpx instrumentation on, as users run it, so every
 attempt also has its ``POST`` transport span), through the real collector into the views.
 A call that succeeds after a 429 is one call, one retry and no error; a call that fails

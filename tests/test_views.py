@@ -163,7 +163,7 @@ def test_session_list(store):
     assert c["cost_usd"] == pytest.approx(COST_C, abs=1e-12)  # provider/ prefix stripped
 
 
-LIST_COLUMNS = [  # SPEC §4, in its order
+LIST_COLUMNS = [  # the public column order
     "session_id", "session_name", "source", "project", "user_id", "environment", "service_name",
     "first_seen", "last_seen", "duration_s", "status", "trace_count", "llm_calls", "runs",
     "agents", "models", "input_tokens", "output_tokens", "cached_input_tokens", "cost_usd",
@@ -312,7 +312,7 @@ def test_sql_and_python_price_a_model_name_the_same(store):
     assert any(got.values()) and not all(got.values())  # some names priced, some not
 
 
-# --- what counts (SPEC §4): retries, final-attempt errors, transport spans, properties -----
+# --- what counts (docs/counting.md): retries, final-attempt errors, transport spans, properties
 
 HTTPX = "opentelemetry.instrumentation.httpx"
 

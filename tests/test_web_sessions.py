@@ -1,7 +1,7 @@
-"""Who is who, end to end (SPEC §3.7): a FastAPI app with its framework instrumentation,
-under the real ``opentelemetry-instrument`` launcher (httpx instrumentation on, as users run
-it), calls the real openai SDK against the fake LLM server and exports to the real
-collector. Anonymous visitors (distinct source addresses on loopback and User-Agents) and
+"""Who is who, end to end (docs/sessions.md, "Never merge strangers"): a FastAPI app with its
+framework instrumentation, under the real ``opentelemetry-instrument`` launcher (httpx
+instrumentation on, as users run it), calls the real openai SDK against the fake LLM server
+and exports to the real collector. Anonymous visitors (distinct source addresses on loopback and User-Agents) and
 logged-in users (one shared address and browser; the app records their id on the request's
 span only) send requests slower than the app's export batch, so each request's first spans
 and its LLM span reach the collector before its SERVER span. Every visitor gets their own
