@@ -3,7 +3,7 @@
 Performance work on the call path must not change what is exported: names, kinds, scopes,
 attributes, events, status and parenting of every span, LLM and HTTP spans alike, are
 compared with a capture of the same calls (ids, timestamps and the server's port
-normalized). Three set-ups: the instrumentor alone (span started on the finisher thread),
+normalized), and so is the order in which a span's attributes are exported. Three set-ups: the instrumentor alone (span started on the finisher thread),
 with opentelemetry-instrumentation-httpx's two instrumentors as the launcher loads them
 (span started on the call path), and with content capture on. After an intended change of
 the spans, write the file anew with ``SESSIONLENS_WRITE_GOLDEN=1`` and review its diff.
@@ -164,6 +164,7 @@ def _normalized(spans: list[ReadableSpan], ports: dict[int, str]) -> list[dict[s
                 "parent": None if parent is None else index.get(parent.span_id, "outside"),
                 "same_trace": parent is None or parent.trace_id == span.context.trace_id,
                 "attributes": {k: clean(k, v) for k, v in sorted((span.attributes or {}).items())},
+                "attribute_order": list(span.attributes or {}),  # the order they are exported in
                 "events": [
                     {"name": e.name, "attributes": {k: clean(k, v) for k, v in sorted((e.attributes or {}).items())}}
                     for e in span.events
