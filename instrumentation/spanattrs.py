@@ -27,38 +27,51 @@ def put(span: Any, attributes: Mapping[str, Any]) -> None:
     """``span.set_attributes(attributes)``, storing plain values without cleaning them again."""
     if not attributes:
         return
-    bounded = getattr(span, "_attributes", None)
-    lock = getattr(span, "_lock", None)
-    stored = getattr(bounded, "_dict", None)
-    if (
-        type(bounded) is not BoundedAttributes
-        or lock is None
-        or not isinstance(stored, dict)
-        or getattr(bounded, "max_value_len", 0) is not None  # strings may need cutting: the SDK does it
-        or getattr(bounded, "_immutable", True)
-        or getattr(span, "_end_time", 0) is not None  # ended (or unknown): let the SDK warn
-        or (bounded.maxlen is not None and len(stored) + len(attributes) > bounded.maxlen)
-    ):
-        span.set_attributes(attributes)
-        return
-    plain: dict[str, Any] = {}
-    for key, value in attributes.items():
-        kind = type(value)
-        if type(key) is not str or not key:
-            break
-        if kind in _PLAIN:
-            plain[key] = value
-        elif (kind is tuple or kind is list) and all(type(v) is str for v in value):
-            plain[key] = tuple(value)
-        else:
-            break
-    else:
-        with lock:
-            if span._end_time is None:
-                for key, value in plain.items():
-                    if key in stored:
-                        del stored[key]  # as the SDK does: a key set again moves to the end
-                    stored[key] = value
-                return
-    # A value the SDK must clean, or the span ended meanwhile: its path, for all of them.
+    try:
+        bounded = span._attributes
+        stored = bounded._dict
+        lock = span._lock
+        plain_case = (
+            type(bounded) is BoundedAttributes
+            and type(stored) is dict
+            and bounded.max_value_len is None  # else strings may need cutting: the SDK does it
+            and not bounded._immutable
+            and span._end_time is None  # an ended span: let the SDK warn
+            and (bounded.maxlen is None or len(stored) + len(attributes) <= bounded.maxlen)
+        )
+    except AttributeError:  # not an SDK span, or one whose fields are not what they were
+        plain_case = False
+    if plain_case:
+        plain = _plain(attributes)
+        if plain is not None:
+            with lock:
+                if span._end_time is None:
+                    for key, value in plain.items():
+                        if key in stored:
+                            del stored[key]  # as the SDK does: a key set again moves to the end
+                        stored[key] = value
+                    return
+    # A value the SDK must clean, a limit, or the span ended meanwhile: its path, for all.
     span.set_attributes(attributes)
+
+
+def _plain(attributes: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """``attributes`` as the SDK would store them, or None when one needs the SDK's cleaning.
+
+    Sequences of ``str`` are stored as tuples, as the SDK stores them; a mapping without
+    one is returned as it is (no copy).
+    """
+    plain = attributes
+    for key, value in attributes.items():
+        if type(key) is not str or not key:
+            return None
+        kind = type(value)
+        if kind in _PLAIN:
+            continue
+        if (kind is tuple or kind is list) and all(type(v) is str for v in value):
+            if plain is attributes:
+                plain = dict(attributes)
+            plain[key] = tuple(value)  # type: ignore[index]
+        else:
+            return None
+    return plain
