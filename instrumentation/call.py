@@ -18,6 +18,7 @@ import logging
 import time
 import zlib
 from collections.abc import Mapping
+from operator import itemgetter
 from typing import Any
 
 from opentelemetry import context, trace
@@ -32,7 +33,7 @@ from sessionlens.instrumentation.identity import REQUESTS, identity_of
 from sessionlens.instrumentation.providers import Endpoint, body_user, recognise, request_attributes
 from sessionlens.instrumentation.responses import ResponseReader
 from sessionlens.instrumentation.spanattrs import put
-from sessionlens.instrumentation.sse import event_payloads
+from sessionlens.instrumentation.sse import event_payloads, selected_payloads
 
 _log = logging.getLogger(__name__)
 
@@ -40,6 +41,9 @@ RETRY_COUNT_HEADER = "x-stainless-retry-count"
 """The OpenAI and Anthropic SDKs number their retries in this request header."""
 MAX_BODY_BYTES = 4 * 1024 * 1024
 """A streamed body is kept up to this size for its usage; a larger one is not parsed."""
+SCAN_FROM_BYTES = 4096
+"""From this size on, a stream's events are found by scanning its body (a stream of 300
+tokens: 2.1M instructions instead of 4.8M); below it, splitting every event costs less."""
 
 # Lower-cased header -> (attribute, rank among the headers of that attribute; lower wins).
 _HEADER_RANK = {
@@ -86,27 +90,65 @@ def _lowered_headers(headers: Any) -> list[tuple[Any, bytes, bytes]]:
     return [(None, k.lower().encode(), v.encode()) for k, v in headers.multi_items()]
 
 
-def identity_attributes(headers: Any, body: dict[str, Any], scope: Mapping[str, str]) -> dict[str, Any]:
-    """Session/user/agent/run/request attributes of one request: ``scope`` (the context) > headers > body."""
-    found: dict[str, tuple[int, bytes]] = {}
-    attrs: dict[str, Any] = {}
-    user = body_user(body)
-    if user is not None:
-        attrs[c.USER_ID] = user
-    for _, name, value in headers:
+_PROPERTY, _RESEND, _RANKED = range(3)
+_PLANS: dict[tuple[bytes, ...], tuple[tuple[int, int, str], ...]] = {}
+_PLANS_SIZE = 1024
+_name_of = itemgetter(1)
+_value_of = itemgetter(2)
+
+
+def _header_plan(names: tuple[bytes, ...]) -> tuple[tuple[int, int, str], ...]:
+    """What reading headers named ``names`` (lower-cased, in order) does: (index, step, key) steps.
+
+    The steps are the attribute assignments a header-by-header reading makes, in its order:
+    property and retry headers as they come, then each ranked attribute once, from the
+    header of lowest rank (the first of equal rank). They depend on the names alone, and a
+    client sends the same names call after call: planned once, they spare each call a
+    Python loop over all its headers.
+    """
+    steps: list[tuple[int, int, str]] = []
+    found: dict[str, tuple[int, int]] = {}  # attribute -> (rank, index of its header)
+    for index, name in enumerate(names):
         ranked = _HEADER_RANK.get(name)
         if ranked is not None:
             key, rank = ranked
             if key not in found or rank < found[key][0]:
-                found[key] = (rank, value)
+                found[key] = (rank, index)
         elif name.startswith(_PROPERTY_PREFIXES):
             prop = c.property_attribute(name.decode("latin-1"))
             if prop is not None:
-                attrs[prop] = value.decode("utf-8", "replace")
-        elif name == _RETRY_COUNT and value.isdigit() and value != b"0":
-            attrs[c.HTTP_RESEND_COUNT] = int(value)
-    for key, (_, value) in found.items():
-        attrs[key] = value.decode("utf-8", "replace")
+                steps.append((index, _PROPERTY, prop))
+        elif name == _RETRY_COUNT:
+            steps.append((index, _RESEND, c.HTTP_RESEND_COUNT))
+    steps.extend((index, _RANKED, key) for key, (_, index) in found.items())
+    return tuple(steps)
+
+
+def identity_attributes(
+    headers: list[tuple[Any, bytes, bytes]], body: dict[str, Any], scope: Mapping[str, str]
+) -> dict[str, Any]:
+    """Session/user/agent/run/request attributes of one request: ``scope`` (the context) > headers > body.
+
+    ``headers``: (raw, lower-cased name, value) triples, as ``_lowered_headers`` gives them.
+    """
+    attrs: dict[str, Any] = {}
+    user = body_user(body)
+    if user is not None:
+        attrs[c.USER_ID] = user
+    names = tuple(map(_name_of, headers))
+    plan = _PLANS.get(names)
+    if plan is None:
+        plan = _header_plan(names)
+        if len(_PLANS) >= _PLANS_SIZE:
+            _PLANS.clear()
+        _PLANS[names] = plan
+    for index, step, key in plan:
+        value = headers[index][2]
+        if step == _RESEND:
+            if value.isdigit() and value != b"0":
+                attrs[key] = int(value)
+        else:
+            attrs[key] = value.decode("utf-8", "replace")
     attrs.update(scope)
     return attrs
 
@@ -120,12 +162,16 @@ class CallTracer:
         self._tracer = tracer
         self.capture = capture
         self.capture_limit = capture_limit
-        # (host, port, raw path) -> the endpoint and its constant span attributes, or None
-        # for other traffic: recognising a URL once keeps string work off repeated calls.
-        self._endpoints: dict[tuple[bytes, int | None, bytes], tuple[Endpoint, dict[str, Any]] | None] = {}
+        # The URL's parts -> the endpoint and its constant span attributes, or None for
+        # other traffic: recognising a URL once keeps string work off repeated calls.
+        self._endpoints: dict[tuple[Any, ...], tuple[Endpoint, dict[str, Any]] | None] = {}
 
     def _endpoint(self, url: Any) -> tuple[Endpoint, dict[str, Any]] | None:
-        key = (url.raw_host, url.port, url.raw_path)
+        # httpx and httpx2 keep a URL's parts in a (scheme, userinfo, host, port, path, query,
+        # fragment) tuple: used as it is, it spares five property calls per request.
+        key = getattr(url, "_uri_reference", None)
+        if not isinstance(key, tuple):
+            key = (url.scheme, url.raw_host, url.port, url.raw_path)
         try:
             return self._endpoints[key]
         except KeyError:
@@ -362,23 +408,46 @@ class LLMCall:
         headers = self._response_headers
         body = b"".join(chunks)
         if headers is not None:
-            encoding = "" if self._decoded else headers.get("content-encoding", "").lower()
+            encoding, content_type = _content_headers(headers)
+            if self._decoded:
+                encoding = ""
             if encoding in ("gzip", "deflate"):
                 body = zlib.decompress(body, zlib.MAX_WBITS | 32)
             elif encoding not in ("", "identity"):
                 return False  # brotli/zstd: let it pass unparsed
-            if headers.get("content-type", "").startswith("text/event-stream"):
-                _read_events(reader, event_payloads(body))
+            if content_type.startswith("text/event-stream"):
+                _read_events(reader, body)
                 return True
         if body[:1] in (b"{", b"["):
             reader.update(json.loads(body.decode()))
         return False
 
 
-def _read_events(reader: ResponseReader, payloads: list[bytes]) -> None:
+def _content_headers(headers: Any) -> tuple[str, str]:
+    """A response's content-encoding (lower-cased) and content-type; "" for one it has not."""
+    triples = getattr(headers, "_list", None)
+    if isinstance(triples, list):
+        # httpx and httpx2 keep (raw, lower-cased, value) triples: a dict of them, made in C,
+        # spares their get(), which lower-cases, encodes and scans all headers per name.
+        found = dict(zip(map(_name_of, triples), map(_value_of, triples)))
+        if len(found) == len(triples):  # a repeated header is joined by get(): let it do that
+            encoding = found.get(b"content-encoding", b"").decode("latin-1").lower()
+            return encoding, found.get(b"content-type", b"").decode("latin-1")
+    return headers.get("content-encoding", "").lower(), headers.get("content-type", "")
+
+
+def _read_events(reader: ResponseReader, body: bytes) -> None:
     """Give ``reader`` the first event, the last (some APIs' usage) and those it needs in between."""
-    events = [payload for payload in payloads if payload != b"[DONE]"]
-    last = len(events) - 1
-    for index, payload in enumerate(events):
-        if index == 0 or index == last or reader.capture or reader.interesting.search(payload):
-            reader.update(json.loads(payload))
+    if reader.capture or len(body) < SCAN_FROM_BYTES:
+        # Every delta counts (content captured), or a stream of a few events: split them all.
+        events = [payload for payload in event_payloads(body) if payload != b"[DONE]"]
+        last = len(events) - 1
+        payloads = [
+            payload
+            for index, payload in enumerate(events)
+            if index == 0 or index == last or reader.capture or reader.interesting.search(payload)
+        ]
+    else:
+        payloads = selected_payloads(body, reader.interesting)
+    for payload in payloads:
+        reader.update(json.loads(payload))

@@ -107,6 +107,8 @@ _PARAMETERS: dict[str, tuple[tuple[str, str], ...]] = {
         ("stopSequences", c.REQUEST_STOP_SEQUENCES),
     ),
 }
+_PARAMETER_ORDER = {family: {field: i for i, (field, _) in enumerate(fields)} for family, fields in _PARAMETERS.items()}
+_PARAMETER_KEYS = {(field, family): key for family, fields in _PARAMETERS.items() for field, key in fields}
 _LIST_ATTRIBUTES = frozenset({c.REQUEST_STOP_SEQUENCES, c.REQUEST_ENCODING_FORMATS})
 
 
@@ -118,8 +120,11 @@ def request_attributes(endpoint: Endpoint, body: dict[str, Any]) -> dict[str, An
         attrs[c.REQUEST_MODEL] = model
     source = body.get("generationConfig") if endpoint.family == GEMINI else body
     if isinstance(source, dict):
-        for field, key in _PARAMETERS[endpoint.family]:
-            value = source.get(field)
+        order = _PARAMETER_ORDER[endpoint.family]
+        # Only the fields the body has (a set operation in C), in the table's order.
+        for field in sorted(source.keys() & order.keys(), key=order.__getitem__):
+            key = _PARAMETER_KEYS[field, endpoint.family]
+            value = source[field]
             if value is None or key in attrs:
                 continue
             if key in _LIST_ATTRIBUTES:

@@ -111,3 +111,122 @@ def test_finisher_runs_jobs_in_order_and_survives_failing_ones() -> None:
         finisher.submit(job)
     finisher.flush()
     assert done == [1, 2]
+
+
+def _read_header_by_header(headers: list[tuple[None, bytes, bytes]], body: dict, scope: dict) -> dict:
+    """The reading the header plan stands for: every header, in order, one at a time."""
+    rank = {h.encode(): (key, r) for key, names in c.HEADER_ATTRIBUTES.items() for r, h in enumerate(names)}
+    found: dict = {}
+    attrs: dict = {}
+    user = body_user(body)
+    if user is not None:
+        attrs[c.USER_ID] = user
+    for _, name, value in headers:
+        if name in rank:
+            key, r = rank[name]
+            if key not in found or r < found[key][0]:
+                found[key] = (r, value)
+        elif name.startswith(tuple(p.encode() for p in c.PROPERTY_HEADER_PREFIXES)):
+            prop = c.property_attribute(name.decode("latin-1"))
+            if prop is not None:
+                attrs[prop] = value.decode("utf-8", "replace")
+        elif name == b"x-stainless-retry-count" and value.isdigit() and value != b"0":
+            attrs[c.HTTP_RESEND_COUNT] = int(value)
+    for key, (_, value) in found.items():
+        attrs[key] = value.decode("utf-8", "replace")
+    attrs.update(scope)
+    return attrs
+
+
+_HEADER_NAMES = st.sampled_from(
+    [h.encode() for names in c.HEADER_ATTRIBUTES.values() for h in names]
+    + [b"helicone-property-tier", b"x-sessionlens-property-team", b"helicone-property-", b"x-stainless-retry-count"]
+    + [b"content-type", b"authorization", b"x-stainless-lang", b"x-request-idx"]
+)
+_HEADER_VALUES = st.sampled_from([b"0", b"1", b"12", b"-1", b"v", b"", b"\xff\xfe", "é".encode()])
+
+
+@given(st.lists(st.tuples(st.none(), _HEADER_NAMES, _HEADER_VALUES), max_size=12), st.booleans())
+def test_the_header_plan_reads_what_each_header_says(headers: list, with_scope: bool) -> None:
+    from sessionlens.instrumentation.call import identity_attributes
+
+    body = {"user": "body-user"}
+    scope = {c.SESSION_ID: "ctx"} if with_scope else {}
+    for _ in range(2):  # planned on the first call, read from the plan on the second
+        got = identity_attributes(headers, body, scope)
+        expected = _read_header_by_header(headers, body, scope)
+        assert list(got.items()) == list(expected.items())  # values and order
+
+
+_SSE_DATA = st.sampled_from(
+    [
+        b'data: {"id": "a", "choices": []}',
+        b'data: {"choices": [{"finish_reason": "stop"}]}',
+        b'data: {"usage": {"prompt_tokens": 1}}',
+        b'data:{"usage":\t{"x": 1}}',
+        b'data: {"usage": null}',
+        b"data: [DONE]",
+        b"data:",
+        b'data: {"type": "message_delta"}',
+        b'data: "usage":',
+        b"data: {",
+        b'data: "type":',
+        b'data: "message_start"}',
+        b'data: "finish_reason": "x"',
+        b'data: {"finish_reason":',
+    ]
+)
+_SSE_OTHER = st.sampled_from([b"event: message_start", b': {"usage": {"comment": 1}}', b'id: "usage": {', b"{"])
+# Mostly one data line an event, as providers send them; now and then none, or two (whose
+# joined data may match where neither line does).
+_SSE_EVENT = st.tuples(st.lists(_SSE_OTHER, max_size=1), st.lists(_SSE_DATA, min_size=1, max_size=1), st.lists(_SSE_OTHER, max_size=1)).map(
+    lambda parts: parts[0] + parts[1] + parts[2]
+) | st.lists(st.one_of(_SSE_DATA, _SSE_OTHER), max_size=2)
+
+
+@given(
+    st.lists(_SSE_EVENT, max_size=8),
+    st.sampled_from([b"\n", b"\r\n", b"\r"]),
+    st.integers(min_value=0, max_value=3),
+    st.integers(min_value=2, max_value=3),
+)
+def test_selected_events_are_those_a_reading_of_every_event_picks(
+    events: list[list[bytes]], newline: bytes, trailing: int, gap: int
+) -> None:
+    from sessionlens.instrumentation.responses import _INTERESTING
+    from sessionlens.instrumentation.sse import selected_payloads
+
+    body = (newline * gap).join(newline.join(lines) for lines in events) + newline * trailing
+    for wanted in (_INTERESTING["openai"], _INTERESTING["anthropic"], _INTERESTING["gemini"]):
+        every = [payload for payload in event_payloads(body) if payload != b"[DONE]"]
+        last = len(every) - 1
+        expected = [p for i, p in enumerate(every) if i in (0, last) or wanted.search(p)]
+        assert selected_payloads(body, wanted) == expected
+
+
+def test_a_long_stream_is_read_by_scanning_as_by_splitting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sessionlens.instrumentation import call
+
+    def chunk(choices: list, **extra: object) -> bytes:
+        event = {"id": "chatcmpl-9", "model": "gpt-4o-2024-08-06", "choices": choices, "usage": None, **extra}
+        return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+    body = (
+        chunk([{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}])
+        + b"".join(chunk([{"index": 0, "delta": {"content": " w"}, "finish_reason": None}]) for _ in range(300))
+        + chunk([{"index": 0, "delta": {}, "finish_reason": "length"}])
+        + chunk([], usage={"prompt_tokens": 10, "completion_tokens": 300, "prompt_tokens_details": {"cached_tokens": 4}})
+        + b"data: [DONE]\n\n"
+    )
+    assert len(body) > call.SCAN_FROM_BYTES
+    endpoint = recognise("api.openai.com", "/v1/chat/completions")
+    assert endpoint is not None
+    results = []
+    for scan_from in (call.SCAN_FROM_BYTES, len(body) + 1):
+        monkeypatch.setattr(call, "SCAN_FROM_BYTES", scan_from)
+        reader = ResponseReader(endpoint, capture=False)
+        call._read_events(reader, body)
+        results.append(reader.result())
+    assert results[0] == results[1]
+    assert results[0][c.FINISH_REASONS] == ["length"] and results[0][c.INPUT_TOKENS] == 10
+    assert results[0][c.OUTPUT_TOKENS] == 300 and results[0][c.CACHE_READ_INPUT_TOKENS] == 4
