@@ -288,6 +288,8 @@ def main() -> None:
                         help="the exporter's insert_max_spans, as in otel-config.yaml (0: its default)")
     parser.add_argument("--insert-interval", default="",
                         help="the exporter's insert_interval (empty: its default)")
+    parser.add_argument("--engine-path", action="store_true",
+                        help="the exporter's experimental engine_path (decode and insert in chDB)")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory")
     args = parser.parse_args()
 
@@ -299,7 +301,8 @@ def main() -> None:
         f.write(CONFIG.format(port=port, store=store, spool=spool, batch_size=args.batch_size,
                               timeout=args.timeout, exporter_extra=(
                                   (f"\n    insert_max_spans: {args.insert_max_spans}" if args.insert_max_spans else "")
-                                  + (f"\n    insert_interval: {args.insert_interval}" if args.insert_interval else ""))))
+                                  + (f"\n    insert_interval: {args.insert_interval}" if args.insert_interval else "")
+                                  + ("\n    engine_path: true" if args.engine_path else ""))))
     now = time.time_ns()
     body = template(args.per_request, now)
     print(f"collector: {config_path}; {os.cpu_count()} cores; request {len(body)} bytes "

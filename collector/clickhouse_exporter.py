@@ -1,5 +1,12 @@
 """The ClickHouse exporter: spans become rows of ``otel_traces``, losslessly.
 
+Spans come in either of the pipeline's forms: Python ``Span`` objects (the span path),
+spooled as marshalled columns and inserted as columns; or the engine path's requests,
+spooled as ``schema/otlp_ingest.proto`` records (the request's bytes as received plus the
+processors' decisions, prefixed ``ENGINE_RECORDS``) and inserted by the engine itself
+(``INSERT … SELECT`` from the records, ``schema/ingest.py``). An insert of a spool range
+holding both is two inserts, each with its own deduplication token.
+
 ``export()`` makes a batch durable before it returns: it drops spans already seen
 (a client retrying after a lost ack: the same project, trace id and span id — span ids are
 the client's to choose, so another project reusing them is another span), writes the batch's columns to the fsynced spool and
@@ -15,27 +22,37 @@ from __future__ import annotations
 
 import logging
 import marshal
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sessionlens import conventions
-from sessionlens import storage
+from sessionlens import conventions, storage
+from sessionlens.collector import records
 from sessionlens.collector.component import ExportUnavailable
-from sessionlens.durations import Duration
+from sessionlens.collector.engine import SCRATCH_DIR
 from sessionlens.collector.spool import Spool, SpoolFull, disk_full
+from sessionlens.durations import Duration
+from sessionlens.schema import ingest
+from sessionlens.schema.quoting import ident
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
     from sessionlens.collector.component import Host
+    from sessionlens.collector.engine import SpanColumns
     from sessionlens.collector.pdata import Span
 
 log = logging.getLogger(__name__)
 
 TYPE = "clickhouse"
+
+ENGINE_RECORDS = b"P"
+"""First byte of a spool payload of engine-path records (a marshalled payload never starts
+so: marshal begins with a type code, ``(`` or ``\\xa8`` for the columns' tuple)."""
 
 COLUMNS = (
     "Timestamp",
@@ -98,6 +115,10 @@ class Config:
     insert_max_spans: int = 50_000  # spans per ClickHouse insert, at most
     insert_interval: Duration = Duration(0.2)  # wait up to this long to fill an insert
     retry_max_interval: Duration = Duration(5.0)  # longest pause between failed inserts
+    engine_path: bool = False
+    """Experimental: decode and insert requests in the embedded engine (``collector/engine.py``)
+    instead of in Python. Off by default: on the 2-core reference machine it is slower
+    (see docs/pipeline.md)."""
 
 
 def create(config: Config, host: Host | None = None) -> ClickHouseExporter:
@@ -152,18 +173,18 @@ def to_columns(spans: list[Span]) -> tuple[list, ...]:
 
 
 class _RecentIds:
-    """A bounded set of recent span keys, ``(project, trace id + span id)``: two
+    """A bounded set of recent span keys, ``(project, hex trace id + hex span id)``: two
     generations, the older dropped when the newer fills."""
 
     def __init__(self, capacity: int) -> None:
         self._half = max(1, capacity // 2)
-        self._new: set[tuple[str, bytes]] = set()
-        self._old: set[tuple[str, bytes]] = set()
+        self._new: set[tuple[str, str]] = set()
+        self._old: set[tuple[str, str]] = set()
 
-    def __contains__(self, key: tuple[str, bytes]) -> bool:
+    def __contains__(self, key: tuple[str, str]) -> bool:
         return key in self._new or key in self._old
 
-    def update(self, keys: set[tuple[str, bytes]]) -> None:
+    def update(self, keys: set[tuple[str, str]]) -> None:
         self._new |= keys
         if len(self._new) >= self._half:
             self._old, self._new = self._new, set()
@@ -179,6 +200,7 @@ class ClickHouseExporter:
             raise ValueError("spool.max_size_mib must be positive")
         self.config = config
         self._client: Client | None = None
+        self._engine_client: Client | None = None  # the engine path's inserts (ingest settings)
         self._spool: Spool | None = None
         self._recent = _RecentIds(config.dedup_window)
         self._lock = threading.Lock()  # export(): dedup check, spool append, dedup update
@@ -187,8 +209,9 @@ class ClickHouseExporter:
         self._closing = False
         self._deadline = 0.0
         self._thread: threading.Thread | None = None
-        # Columns of recently appended records, so the inserter need not decode them again.
-        self._cache: dict[int, tuple[list, ...]] = {}
+        # Recently appended records (columns, or engine records), so the inserter need not
+        # read and decode them again: seq -> (payload or columns, spans).
+        self._cache: dict[int, tuple[object, int]] = {}
         self._cache_spans = 0
         self.last_error: str | None = None
         """The last insert failure, cleared by the next successful insert."""
@@ -200,6 +223,21 @@ class ClickHouseExporter:
     def new_client(self) -> Client:
         """A new clickhouse-connect client on the same storage, for other components."""
         return storage.connect(self.config.endpoint, database=self.config.database)
+
+    @property
+    def engine_client(self):
+        """A factory of clients on the engine that reads engine-path records (the embedded
+        store's), or None: with ``engine_path`` off or a ClickHouse server every span takes
+        the span path."""
+        if not self.config.engine_path or storage.embedded_path(self.config.endpoint) is None:
+            return None
+        return self._new_engine_client
+
+    def _new_engine_client(self) -> Client:
+        # The ingest statements' settings held by the session: set per statement, the
+        # embedded client runs a SET and a restore for each, which costs more than the
+        # statement's own planning.
+        return storage.connect(self.config.endpoint, database=self.config.database, **ingest.SETTINGS)
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -244,9 +282,9 @@ class ClickHouseExporter:
         trace_col, span_col = COLUMNS.index("TraceId"), COLUMNS.index("SpanId")
         resource_col, project = COLUMNS.index("ResourceAttributes"), conventions.PROJECT
         for seq in reversed(newest):
-            cols = marshal.loads(self._spool.read(seq))
+            cols = _columns(self._spool.read(seq))
             self._recent.update({
-                (r.get(project, ""), bytes.fromhex(t + s))
+                (r.get(project, ""), t + s)
                 for t, s, r in zip(cols[trace_col], cols[span_col], cols[resource_col])
             })
 
@@ -257,7 +295,7 @@ class ClickHouseExporter:
             return
         indexes = [COLUMNS.index(name) for name in columns]
         for payload in self._spool.scan():
-            cols = marshal.loads(payload)
+            cols = _columns(payload)
             yield from zip(*(cols[i] for i in indexes))
 
     def shutdown(self) -> None:
@@ -281,20 +319,21 @@ class ClickHouseExporter:
                 self._spool.close()
         if self._client is not None and (self._thread is None or not self._thread.is_alive()):
             self._client.close()
+        if self._engine_client is not None and (self._thread is None or not self._thread.is_alive()):
+            self._engine_client.close()
 
     # --- the hot path ----------------------------------------------------------------
 
     def export(self, spans: list[Span]) -> None:
         """Return once ``spans`` are durable; raise :class:`ExportUnavailable` if they cannot be now."""
-        if self._closing or self._spool is None:
-            raise ExportUnavailable("the ClickHouse exporter is not running", retry_after=1.0)
+        self._check_running()
         with self._lock:
             fresh: list[Span] = []
-            keys: set[tuple[str, bytes]] = set()
+            keys: set[tuple[str, str]] = set()
             recent = self._recent
             project = conventions.PROJECT
             for span in spans:
-                key = (span.resource.get(project, ""), span.trace_id + span.span_id)
+                key = (span.resource.get(project, ""), span.trace_id.hex() + span.span_id.hex())
                 if key in recent or key in keys:
                     continue
                 keys.add(key)
@@ -302,28 +341,61 @@ class ClickHouseExporter:
             if not fresh:
                 return
             cols = to_columns(fresh)
-            try:
-                seq = self._spool.append(marshal.dumps(cols), len(fresh))
-            except SpoolFull as exc:
+            seq = self._append(marshal.dumps(cols), len(fresh))
+            recent.update(keys)
+            self._remember(seq, cols, len(fresh))
+        self._wake.set()
+
+    def export_columns(self, spans: SpanColumns) -> None:
+        """The engine path's ``export``: spans already stored are marked ``drop``, the
+        requests spooled as records with their decisions."""
+        self._check_running()
+        with self._lock:
+            keys: set[tuple[str, str]] = set()
+            recent = self._recent
+            traces, span_ids, drop = spans.columns["trace_id"], spans.columns["span_id"], spans.drop
+            for i in range(len(spans)):
+                key = (spans.projects[i], traces[i] + span_ids[i])
+                if key in recent or key in keys:
+                    drop[i] = True
+                    continue
+                keys.add(key)
+            if not keys:
+                return
+            payload = ENGINE_RECORDS + b"".join(data for data, _ in spans.encoded())
+            seq = self._append(payload, len(keys))
+            recent.update(keys)
+            self._remember(seq, payload, len(keys))
+        self._wake.set()
+
+    def _check_running(self) -> None:
+        if self._closing or self._spool is None:
+            raise ExportUnavailable("the ClickHouse exporter is not running", retry_after=1.0)
+
+    def _remember(self, seq: int, part: object, items: int) -> None:
+        if self._cache_spans < self.config.insert_max_spans:
+            self._cache[seq] = (part, items)
+            self._cache_spans += items
+
+    def _append(self, payload: bytes, items: int) -> int:
+        """Spool ``payload`` durably (its sequence number), or raise ExportUnavailable."""
+        try:
+            return self._spool.append(payload, items)
+        except SpoolFull as exc:
+            raise ExportUnavailable(
+                f"{exc}; ClickHouse is not keeping up or unreachable"
+                + (f" (last error: {self.last_error})" if self.last_error else ""),
+                retry_after=self.config.retry_max_interval,
+            ) from exc
+        except OSError as exc:
+            if disk_full(exc):
                 raise ExportUnavailable(
-                    f"{exc}; ClickHouse is not keeping up or unreachable"
-                    + (f" (last error: {self.last_error})" if self.last_error else ""),
+                    f"the spool's filesystem is full ({self._spool.directory}: {exc.strerror}); "
+                    "free space there or lower spool.max_size_mib below the free space; "
+                    "spans are taken again as soon as there is room",
                     retry_after=self.config.retry_max_interval,
                 ) from exc
-            except OSError as exc:
-                if disk_full(exc):
-                    raise ExportUnavailable(
-                        f"the spool's filesystem is full ({self._spool.directory}: {exc.strerror}); "
-                        "free space there or lower spool.max_size_mib below the free space; "
-                        "spans are taken again as soon as there is room",
-                        retry_after=self.config.retry_max_interval,
-                    ) from exc
-                raise ExportUnavailable(f"cannot write the spool: {exc}", retry_after=1.0) from exc
-            recent.update(keys)
-            if self._cache_spans < self.config.insert_max_spans:
-                self._cache[seq] = cols
-                self._cache_spans += len(fresh)
-        self._wake.set()
+            raise ExportUnavailable(f"cannot write the spool: {exc}", retry_after=1.0) from exc
 
     # --- the background inserter ------------------------------------------------------
 
@@ -380,13 +452,18 @@ class ClickHouseExporter:
 
     def _insert(self, first: int, last: int) -> None:
         cols: tuple[list, ...] | None = None
+        engine_records: list[bytes] = []
         for seq in range(first, last + 1):
             with self._lock:
-                part = self._cache.pop(seq, None)
-                if part is not None:
-                    self._cache_spans -= len(part[0])
-            if part is None:
-                part = marshal.loads(self._spool.read(seq))
+                cached = self._cache.pop(seq, None)
+                if cached is not None:
+                    self._cache_spans -= cached[1]
+            part = cached[0] if cached is not None else self._spool.read(seq)
+            if isinstance(part, bytes) and part[:1] == ENGINE_RECORDS:
+                engine_records.append(part)
+                continue
+            if isinstance(part, bytes):
+                part = marshal.loads(part)
             if cols is None:
                 cols = part
             else:
@@ -394,14 +471,38 @@ class ClickHouseExporter:
                     column.extend(more)
         if self._client is None:
             self._client = storage.connect(self.config.endpoint)
-        self._client.insert(
-            table=self.config.traces_table_name,
-            database=self.config.database,
-            data=cols,
-            column_names=COLUMNS,
-            column_oriented=True,
-            settings={**_INSERT_SETTINGS, "insert_deduplication_token": f"{self._spool.id}:{first}-{last}"},
-        )
+        token = f"{self._spool.id}:{first}-{last}"
+        if cols is not None:
+            self._client.insert(
+                table=self.config.traces_table_name,
+                database=self.config.database,
+                data=cols,
+                column_names=COLUMNS,
+                column_oriented=True,
+                settings={**_INSERT_SETTINGS, "insert_deduplication_token": token},
+            )
+        if engine_records:
+            self._insert_records(engine_records, token + ":engine")
+
+    def _insert_records(self, payloads: list[bytes], token: str) -> None:
+        """The engine renders and inserts the rows of engine-path records."""
+        fd, path = tempfile.mkstemp(prefix="sessionlens-insert-", suffix=".records", dir=SCRATCH_DIR)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                for payload in payloads:
+                    file.write(memoryview(payload)[1:])
+            table = f"{ident(self.config.database)}.{ident(self.config.traces_table_name)}"
+            names = ", ".join(f"`{name}`" for name in ingest.INSERT_COLUMNS)
+            if self._engine_client is None:
+                self._engine_client = self._new_engine_client()
+                for key, value in _INSERT_SETTINGS.items():
+                    self._engine_client.set_client_setting(key, value)
+            self._engine_client.command(
+                f"INSERT INTO {table} ({names}) {ingest.select_rows(path)}",
+                settings={"insert_deduplication_token": token},
+            )
+        finally:
+            os.unlink(path)
 
     def _reset_client(self) -> None:
         """A server connection may be broken after a failure: reconnect on the next attempt."""
@@ -410,3 +511,11 @@ class ClickHouseExporter:
                 self._client.close()
             finally:
                 self._client = None
+
+
+def _columns(payload: bytes) -> tuple[list, ...]:
+    """The ``COLUMNS`` of a spool payload of either kind."""
+    if payload[:1] != ENGINE_RECORDS:
+        return marshal.loads(payload)
+    spans = [span for data in records.split(payload[1:]) for span in records.spans(data)]
+    return to_columns(spans)

@@ -108,11 +108,9 @@ class GrpcServer:
         except Unauthenticated as exc:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         try:
-            request = otlp.parse_protobuf(body)
+            decoded = self._exporting.export(body, project)
         except otlp.MalformedRequest as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        try:
-            decoded = self._exporting.export(request, project)
         except ExportUnavailable as exc:
             context.abort_with_status(unavailable_status(str(exc), exc.retry_after))
         except Exception:

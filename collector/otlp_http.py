@@ -168,12 +168,11 @@ class _Traces:
             if not budget.take(len(body)):
                 raise _Reject(503, budget.refusal(), {"Retry-After": "1"})
         try:
-            parsed = otlp.parse_json(body) if content_type == JSON else otlp.parse_protobuf(body)
+            if content_type == JSON:  # the pipeline takes protobuf bytes
+                body = otlp.parse_json(body).SerializeToString()
+            decoded = self.exporting.export(body, project)
         except otlp.MalformedRequest as exc:
             raise _Reject(400, str(exc)) from None
-        del body
-        try:
-            decoded = self.exporting.export(parsed, project)
         except ExportUnavailable as exc:
             retry = str(max(1, math.ceil(exc.retry_after)))
             raise _Reject(503, str(exc), {"Retry-After": retry}) from None

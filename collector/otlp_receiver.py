@@ -8,8 +8,9 @@ Configured like the OpenTelemetry Collector's otlp receiver::
           grpc: {endpoint: 127.0.0.1:4317, auth: {authenticator: bearertokenauth}}
           http: {endpoint: 127.0.0.1:4318}
 
-The transports parse and answer; this module holds what both share: authentication and
-handing the decoded spans to the pipeline, which returns only once they are durable.
+The transports receive and answer; this module holds what both share: authentication and
+handing each request's bytes to the pipeline (which decodes them: ``collector/engine.py``)
+and returns only once its spans are durable.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-from sessionlens import conventions
-from sessionlens.collector import otlp
+from sessionlens.collector import engine, otlp
 from sessionlens.collector.component import Host
+from sessionlens.collector.pdata import Batch, Request
 from sessionlens.durations import Duration
 
 TYPE = "otlp"
@@ -143,8 +142,9 @@ class _Hold:
 class Exporting:
     """What a transport calls: authenticate a request, then export its spans."""
 
-    def __init__(self, consume, authenticator, in_flight: InFlight) -> None:
+    def __init__(self, consume, authenticator, in_flight: InFlight, engine_path: bool = False) -> None:
         self._consume = consume
+        self._engine_path = engine_path
         self._authenticator = authenticator
         self.in_flight = in_flight
 
@@ -154,15 +154,25 @@ class Exporting:
             return None
         return self._authenticator.project(authorization)
 
-    def export(self, request: ExportTraceServiceRequest, project: str | None) -> otlp.Decoded:
-        """Decode, then block until the valid spans are durable (or raise ExportUnavailable).
+    def export(self, body: bytes, project: str | None) -> otlp.Decoded:
+        """Block until the valid spans of the protobuf request ``body`` are durable (or raise
+        ExportUnavailable; ``otlp.MalformedRequest`` when it is no request).
 
-        Spans the pipeline rejected on the way are counted in the result's partial success.
+        Spans rejected on the way are counted in the result's partial success.
         """
-        decoded = otlp.decode(request, {conventions.PROJECT: project} if project else None)
-        if decoded.spans:
-            self._consume(decoded.spans)
-            decoded.collect_rejected()
+        request = Request(body, project)
+        if self._engine_path:
+            self._consume(Batch(requests=[request]))
+        else:  # decoded here, so concurrent requests decode on their own threads
+            spans = engine.decode_in_python(request)
+            if spans:
+                self._consume(Batch(spans))
+        if request.malformed:
+            raise otlp.MalformedRequest(request.malformed)
+        decoded = request.decoded
+        if decoded is None:  # the engine path: every span stored
+            return otlp.Decoded([])
+        decoded.collect_rejected()
         return decoded
 
 
@@ -175,15 +185,16 @@ class OtlpReceiver:
         self._in_flight = InFlight(config.max_bytes_in_flight_mib * MIB)
 
     def _exporting(self, host: Host, auth: AuthConfig | None, consume) -> Exporting:
+        engine_path = bool(getattr(host, "engine_path", False))
         if auth is None or not auth.authenticator:
-            return Exporting(consume, None, self._in_flight)
+            return Exporting(consume, None, self._in_flight, engine_path)
         extension = getattr(host, "extension", lambda _id: None)(auth.authenticator)
         if extension is None:
             raise ValueError(
                 f"receivers.otlp: authenticator {auth.authenticator!r} is not an enabled "
                 "extension (define it under extensions and list it in service.extensions)"
             )
-        return Exporting(consume, extension, self._in_flight)
+        return Exporting(consume, extension, self._in_flight, engine_path)
 
     def start(self, host: Host, consume) -> None:
         from sessionlens.collector import otlp_grpc, otlp_http  # only the transports in use

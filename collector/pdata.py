@@ -1,7 +1,17 @@
 """The span data that flows through the collector's pipeline.
 
-The receiver decodes OTLP into these objects, processors change them in place, and the
-exporter writes them as rows of ``otel_traces``. Attribute values are already strings,
+A :class:`Batch` goes from component to component. It holds spans in one of two forms:
+
+- the engine path (the hot one): requests kept as the protobuf bytes the client sent,
+  their spans' few columns the processors need extracted by the ClickHouse engine
+  (``columns``, see ``collector/engine.py``); the exporter spools the bytes with the
+  processors' decisions and the engine renders the rows;
+- the span path: :class:`Span` objects decoded in Python, changed in place by processors,
+  written by the exporter as rows of ``otel_traces``. Requests the engine path does not
+  reproduce exactly (see ``schema/ingest.py``) take it, as does everything when no engine
+  is at hand.
+
+Span attribute values are already strings,
 rendered the way the OpenTelemetry Collector's clickhouseexporter renders them (ints and
 floats in decimal, booleans as ``true``/``false``, arrays and maps as JSON), because
 ``SpanAttributes`` and ``ResourceAttributes`` are ``Map(LowCardinality(String), String)``.
@@ -10,6 +20,11 @@ floats in decimal, booleans as ``true``/``false``, arrays and maps as JSON), bec
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sessionlens.collector.engine import SpanColumns
+    from sessionlens.collector.otlp import Decoded
 
 
 @dataclass(slots=True)
@@ -63,3 +78,50 @@ class Span:
         """An attribute of the span, falling back to its resource (span wins)."""
         value = self.attributes.get(key)
         return value if value is not None else self.resource.get(key)
+
+
+@dataclass(slots=True, eq=False)
+class Request:
+    """One OTLP Export request as received, and what became of it.
+
+    ``body`` is the ExportTraceServiceRequest's protobuf encoding; ``project`` the one its
+    token authenticated (None: the resource's own). The pipeline fills in the outcome:
+    ``decoded`` when its spans took the span path (their rejections are counted there),
+    ``malformed`` when the body is no request at all.
+    """
+
+    body: bytes
+    project: str | None = None
+    decoded: Decoded | None = None
+    malformed: str = ""
+
+
+@dataclass(slots=True, eq=False)
+class Batch:
+    """The spans one pipeline call carries, in either form (see the module docstring)."""
+
+    spans: list[Span] = field(default_factory=list)
+    """Spans on the span path."""
+    requests: list[Request] = field(default_factory=list)
+    """Requests received as bytes and not decoded yet (only upstream of the decode stage)."""
+    columns: SpanColumns | None = None
+    """Spans on the engine path (downstream of the decode stage)."""
+
+    def __len__(self) -> int:
+        """Spans in the batch (a request not decoded yet counts by a size estimate)."""
+        count = len(self.spans) + (len(self.columns) if self.columns is not None else 0)
+        return count + sum(len(r.body) // BYTES_PER_SPAN_ESTIMATE + 1 for r in self.requests)
+
+    @classmethod
+    def merged(cls, batches: list[Batch]) -> Batch:
+        """One batch of several (upstream of the decode stage: no columns yet)."""
+        if len(batches) == 1:
+            return batches[0]
+        return cls(
+            [span for b in batches for span in b.spans],
+            [request for b in batches for request in b.requests],
+        )
+
+
+BYTES_PER_SPAN_ESTIMATE = 512
+"""An LLM span's typical OTLP size, for counting spans of requests not decoded yet."""

@@ -1,4 +1,11 @@
-"""One running traces pipeline: receivers → processors in order → exporter.
+"""One running traces pipeline: receivers → [batch] → decode → processors in order → exporter.
+
+A :class:`~sessionlens.collector.pdata.Batch` goes from step to step. Receivers hand on
+requests as the bytes they received; the decode stage (``collector/engine.py``), right
+after any processor that only gathers (``batch``), turns them into the engine path's
+columns or the span path's spans. Every processor takes both forms (``process`` for spans,
+``process_columns`` for columns); with a processor that has no ``process_columns``, or an
+exporter that cannot store columns, every request takes the span path.
 
 A receiver calls :meth:`Pipeline.consume` and acknowledges its request only when that
 returns: by then the exporter's ``export`` has returned, so the spans are in ClickHouse or
@@ -26,13 +33,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sessionlens.collector import engine
 from sessionlens.collector.component import ExportUnavailable
 from sessionlens.collector.config import CollectorConfig, ComponentSpec
-from sessionlens.collector.pdata import Span
+from sessionlens.collector.pdata import Batch, Span
 
 log = logging.getLogger("sessionlens.collector")
 
-Consumer = Callable[[list[Span]], None]
+Consumer = Callable[[Batch], None]
 
 # sorted() is stable: processors keep their configured order.
 _SHUTDOWN_ORDER = {"receivers": 0, "processors": 1, "exporters": 2, "extensions": 3}
@@ -47,9 +55,13 @@ class PipelineHost:
         self.export_listeners: list[Consumer] = []
         self.inactivity_timeout = inactivity_timeout
         """Seconds: the autosession processor's ``inactivity_timeout`` (None without one)."""
+        self.engine_path = False
+        """Whether requests go downstream as bytes (the engine path's decode stage is on);
+        else receivers decode them, on their own threads."""
 
     def on_exported(self, listener: Consumer) -> None:
-        """Call ``listener(spans)`` after each batch the exporter made durable.
+        """Call ``listener(batch)`` after each batch the exporter made durable (its spans
+        and columns are the durable ones).
 
         For extensions (the sessions API's live stream), registered in their ``start``. It
         runs on the acknowledging thread: it must be quick and must not raise.
@@ -117,13 +129,24 @@ def isolated(step: Callable[[list[Span]], list[Span] | None], what: str, spans: 
 def _serialized(spec: ComponentSpec, processor: Any, downstream: Consumer) -> Consumer:
     lock = threading.Lock()
     process = processor.process
+    process_columns = getattr(processor, "process_columns", None)
     what = f"processor {spec.id}"
 
-    def consume(spans: list[Span]) -> None:
+    def consume(batch: Batch) -> None:
         with lock:
-            spans = isolated(process, what, spans)
-        if spans:
-            downstream(spans)
+            if batch.columns is not None:
+                try:
+                    process_columns(batch.columns)
+                except ExportUnavailable:
+                    raise
+                except Exception:  # the span path isolates the span it fails on
+                    log.warning("%s failed on columns; their spans take the span path", what, exc_info=True)
+                    batch.spans.extend(batch.columns.to_spans())
+                    batch.columns = None
+            if batch.spans:
+                batch.spans = isolated(process, what, batch.spans)
+        if batch.spans or batch.columns is not None:
+            downstream(batch)
 
     return consume
 
@@ -132,13 +155,42 @@ def _exporting(spec: ComponentSpec, exporter: Any, listeners: list[Consumer]) ->
     export = exporter.export
     what = f"exporter {spec.id}"
 
-    def consume(spans: list[Span]) -> None:
-        stored = isolated(export, what, spans)
+    def consume(batch: Batch) -> None:
+        if batch.columns is not None:
+            try:
+                exporter.export_columns(batch.columns)
+            except ExportUnavailable:
+                raise
+            except Exception:
+                log.warning("%s failed on columns; their spans take the span path", what, exc_info=True)
+                batch.spans.extend(batch.columns.to_spans())
+                batch.columns = None
+        if batch.spans:
+            batch.spans = isolated(export, what, batch.spans)
         for listener in listeners:  # told of the durable spans only
             try:
-                listener(stored)
+                listener(batch)
             except Exception:  # the spans are durable: a listener's bug must not fail the ack
                 log.exception("an export listener failed")
+
+    return consume
+
+
+def _decoding(decoder: engine.Decoder | None, downstream: Consumer) -> Consumer:
+    """The decode stage: requests become columns (engine path) or spans."""
+    lock = threading.Lock()  # one engine client; with ``batch`` in front, one caller anyway
+
+    def consume(batch: Batch) -> None:
+        if batch.requests:
+            if decoder is None:
+                requests, batch.requests = batch.requests, []
+                for request in requests:
+                    batch.spans.extend(engine.decode_in_python(request))
+            else:
+                with lock:
+                    decoder.decode(batch)
+        if batch.spans or batch.columns is not None:
+            downstream(batch)
 
     return consume
 
@@ -157,11 +209,12 @@ class Pipeline:
         ]
         self.host = PipelineHost(timeouts[0] if timeouts else None)
         self._started: list[tuple[ComponentSpec, Any]] = []
+        self._decoder: engine.Decoder | None = None
         self.consume: Consumer = self._not_started
         self.receivers: list[Any] = []
 
     @staticmethod
-    def _not_started(spans: list[Span]) -> None:
+    def _not_started(batch: Batch) -> None:
         raise RuntimeError("pipeline not started")
 
     def _create(self, spec: ComponentSpec) -> Any:
@@ -190,8 +243,23 @@ class Pipeline:
             processors = [(spec, self._create(spec)) for spec in self.config.processors]
             for spec, processor in processors:
                 self._start(spec, processor)
+            # The decode stage goes right after the leading processors that only gather
+            # (batch); a gathering one further on merges decoded batches, which it can only
+            # do for spans: the engine path is then off.
+            gathering = 0
+            while gathering < len(processors) and hasattr(processors[gathering][1], "wrap"):
+                gathering += 1
+            later = any(hasattr(p, "wrap") for _, p in processors[gathering:])
+            plain = [p for _, p in processors if not hasattr(p, "wrap")]
+            self._decoder = None if later else self._engine_decoder(exporter, plain)
+            self.host.engine_path = self._decoder is not None
             consume: Consumer = _exporting(exporter_spec, exporter, self.host.export_listeners)
-            for spec, processor in reversed(processors):
+            for k in reversed(range(len(processors) + 1)):
+                if k == gathering:
+                    consume = _decoding(self._decoder, consume)
+                if k == 0:
+                    break
+                spec, processor = processors[k - 1]
                 wrap = getattr(processor, "wrap", None)
                 consume = wrap(consume) if wrap is not None else _serialized(spec, processor, consume)
             self.consume = consume
@@ -202,6 +270,21 @@ class Pipeline:
         except BaseException:
             self.shutdown()
             raise
+
+    @staticmethod
+    def _engine_decoder(exporter: Any, processors: list[Any]) -> engine.Decoder | None:
+        """The engine path's decode stage, when the exporter and every processor take columns."""
+        connect = getattr(exporter, "engine_client", None)
+        if connect is None or not hasattr(exporter, "export_columns"):
+            return None
+        if any(not hasattr(p, "process_columns") for p in processors):
+            return None
+        parameters: dict[str, Any] = {}
+        for processor in processors:
+            extract_parameters = getattr(processor, "extract_parameters", None)
+            if extract_parameters is not None:
+                parameters.update(extract_parameters())
+        return engine.Decoder(connect, parameters)
 
     def endpoints(self) -> list[str]:
         """Where the receivers listen, e.g. ``OTLP/gRPC 127.0.0.1:4317``."""
@@ -223,3 +306,6 @@ class Pipeline:
                 log.exception("shutting down %s %s failed", spec.kind, spec.id)
         self.consume = self._not_started
         self.receivers.clear()
+        if self._decoder is not None:
+            self._decoder.close()
+            self._decoder = None

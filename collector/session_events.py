@@ -81,7 +81,7 @@ class SessionEvents:
 
     # --- the pipeline side ----------------------------------------------------------
 
-    def exported(self, spans: list) -> None:
+    def exported(self, batch) -> None:
         """The pipeline's export listener: note the sessions of a durable batch."""
         if not self._subscribers:
             return
@@ -90,8 +90,10 @@ class SessionEvents:
         # span (or its resource), a span without one being a session of its trace
         keys = {
             (s.resource.get(project_key, ""), s.get(session_key) or s.trace_id.hex())
-            for s in spans
+            for s in batch.spans
         }
+        if batch.columns is not None:
+            keys |= batch.columns.session_keys()
         with self._lock:
             if len(self._noted) < self.max_pending:
                 self._noted |= keys

@@ -140,22 +140,38 @@ def serves_requests(span: Span) -> bool:
 def span_key(span: Span) -> tuple[int, str]:
     """(rank of the source in ``SESSION_SOURCES``, raw key) of a span without a session."""
     a, r = span.attributes, span.resource
-    project = r.get(c.PROJECT, "") + "\x1f"  # one project's users are not another's
-    user = a.get(c.USER_ID) or r.get(c.USER_ID)
+    return session_key(
+        r.get(c.PROJECT, ""),
+        a.get(c.USER_ID) or r.get(c.USER_ID),
+        a.get(c.CLIENT_ADDRESS) or r.get(c.CLIENT_ADDRESS),
+        a.get(c.USER_AGENT) or r.get(c.USER_AGENT),
+        serves_requests(span),
+        r.get(c.SERVICE_NAME), r.get(c.SERVICE_INSTANCE_ID), r.get(c.HOST_NAME), r.get(c.PROCESS_PID),
+        span.trace_id.hex(),
+    )
+
+
+def session_key(
+    project: str, user: str | None, address: str | None, user_agent: str | None, serving: bool,
+    service: str | None, instance: str | None, host: str | None, pid: str | None, trace_hex: str,
+) -> tuple[int, str]:
+    """(rank, raw key) from a span's attributes (span, then resource; rule 3)."""
+    project += "\x1f"  # one project's users are not another's
     if user:
         return 1, project + user
-    address = a.get(c.CLIENT_ADDRESS) or r.get(c.CLIENT_ADDRESS)
     if address:
-        return 2, project + address + "\x1f" + (a.get(c.USER_AGENT) or r.get(c.USER_AGENT) or "")
-    if serves_requests(span):  # a stranger's request: not the instance's session
-        return 4, project + span.trace_id.hex()
-    service, instance = r.get(c.SERVICE_NAME), r.get(c.SERVICE_INSTANCE_ID)
+        return 2, project + address + "\x1f" + (user_agent or "")
+    if serving:  # a stranger's request: not the instance's session
+        return 4, project + trace_hex
     if service and instance:
         return 3, project + "service\x1f" + service + "\x1f" + instance
-    host, pid = r.get(c.HOST_NAME), r.get(c.PROCESS_PID)
     if host and pid:
         return 3, project + "host\x1f" + host + "\x1f" + pid
-    return 4, project + span.trace_id.hex()
+    return 4, project + trace_hex
+
+
+def _key_of_spans(pending: list[Span]) -> tuple[tuple[int, str], bool]:
+    return min(map(span_key, pending)), any(map(serves_requests, pending))
 
 
 class _Unit:
@@ -163,11 +179,11 @@ class _Unit:
 
     __slots__ = ("trace", "start", "end", "pending", "explicit", "key", "serving", "assigned")
 
-    def __init__(self, trace: tuple[str, bytes], span: Span) -> None:
+    def __init__(self, trace: tuple[str, bytes], start: int, end: int) -> None:
         self.trace = trace  # (project, trace id)
-        self.start = span.start_time_unix_nano
-        self.end = span.end_time_unix_nano
-        self.pending: list[Span] = []  # spans without a session.id
+        self.start = start
+        self.end = end
+        self.pending: list = []  # spans (or span positions, on the engine path) without a session.id
         self.explicit: tuple[int, str] | None = None  # (start, id) of the earliest explicit
         self.key: tuple[str, str] | None = None  # (source, key hash) when it needs one
         self.serving = False  # a pending span is from a request-serving process
@@ -196,7 +212,7 @@ class AutoSessionProcessor:
             trace = (span.resource.get(c.PROJECT, ""), span.trace_id)
             unit = units.get(trace)
             if unit is None:
-                unit = units[trace] = _Unit(trace, span)
+                unit = units[trace] = _Unit(trace, span.start_time_unix_nano, span.end_time_unix_nano)
             else:
                 unit.start = min(unit.start, span.start_time_unix_nano)
                 unit.end = max(unit.end, span.end_time_unix_nano)
@@ -211,26 +227,81 @@ class AutoSessionProcessor:
             else:
                 unit.pending.append(span)
 
-        ordered = sorted(units.values(), key=lambda u: (u.start, u.trace))
-        for unit in ordered:  # hashing outside the lock
-            if unit.pending and unit.explicit is None:
-                rank, raw = min(map(span_key, unit.pending))
-                source = c.SESSION_SOURCES[rank]
-                unit.key = (source, key_hash(source, raw, self._secret))
-                unit.serving = any(map(serves_requests, unit.pending))
-        with self._lock:
-            for unit in ordered:
-                unit.assigned = self._assign(unit)
-            while len(self._traces) > self.config.max_traces:
-                self._traces.popitem(last=False)
-
-        for unit in ordered:
+        for unit in self._assign_units(units, _key_of_spans):
             sid, source = unit.assigned
             for span in unit.pending:
                 a = span.attributes
                 a[c.SESSION_ID] = sid
                 a[c.SESSION_SOURCE] = source
         return spans
+
+    def process_columns(self, spans) -> None:
+        """The engine path: the same rules over ``SpanColumns`` (decisions, not attributes)."""
+        cols = spans.columns
+        sids, sources, traces = cols[c.SESSION_ID], cols[c.SESSION_SOURCE], cols["trace_id"]
+        starts, ends = cols["start"], cols["end"]
+        units: dict[tuple[str, str], _Unit] = {}
+        for i in range(len(spans)):
+            trace = (spans.projects[i], traces[i])
+            unit = units.get(trace)
+            start, end = starts[i], ends[i]
+            if unit is None:
+                unit = units[trace] = _Unit(trace, start, end)
+            else:
+                if start < unit.start:
+                    unit.start = start
+                if end > unit.end:
+                    unit.end = end
+            sid = sids[i]
+            if sid:
+                if sources[i] not in _SOURCES:
+                    spans.session_source[i] = c.SOURCE_EXPLICIT
+                candidate = (start, sid)
+                if unit.explicit is None or candidate < unit.explicit:
+                    unit.explicit = candidate
+            else:
+                unit.pending.append(i)
+        for unit in units.values():  # keyed as the span path keys them (bytes) from here on
+            unit.trace = (unit.trace[0], bytes.fromhex(unit.trace[1]))
+
+        def key_of_positions(pending: list[int]) -> tuple[tuple[int, str], bool]:
+            serving = [bool(cols["kind"][i] == _SERVER or cols["serves"][i]) for i in pending]
+            key = min(
+                session_key(
+                    spans.projects[i],
+                    cols[c.USER_ID][i] or cols["resource." + c.USER_ID][i],
+                    cols[c.CLIENT_ADDRESS][i] or cols["resource." + c.CLIENT_ADDRESS][i],
+                    cols[c.USER_AGENT][i] or cols["resource." + c.USER_AGENT][i],
+                    serves,
+                    cols["resource." + c.SERVICE_NAME][i], cols["resource." + c.SERVICE_INSTANCE_ID][i],
+                    cols["resource." + c.HOST_NAME][i], cols["pid"][i],
+                    traces[i],
+                )
+                for i, serves in zip(pending, serving)
+            )
+            return key, any(serving)
+
+        for unit in self._assign_units(units, key_of_positions):
+            sid, source = unit.assigned
+            for i in unit.pending:
+                spans.session_id[i] = sid
+                spans.session_source[i] = source
+
+    def _assign_units(self, units: dict, key_of) -> list[_Unit]:
+        """Assign each unit a session (rules 2–5), in start order; ``key_of(pending)`` gives
+        the (rank, raw key) and the serving flag of a unit's spans without a session."""
+        ordered = sorted(units.values(), key=lambda u: (u.start, u.trace))
+        for unit in ordered:  # hashing outside the lock
+            if unit.pending and unit.explicit is None:
+                (rank, raw), unit.serving = key_of(unit.pending)
+                source = c.SESSION_SOURCES[rank]
+                unit.key = (source, key_hash(source, raw, self._secret))
+        with self._lock:
+            for unit in ordered:
+                unit.assigned = self._assign(unit)
+            while len(self._traces) > self.config.max_traces:
+                self._traces.popitem(last=False)
+        return ordered
 
     def start(self, host) -> None:
         """Rebuild windows and trace assignments from stored and spooled spans."""

@@ -18,12 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sessionlens.collector.component import ExportUnavailable, Host
+from sessionlens.collector.pdata import Batch
 from sessionlens.durations import Duration
-from sessionlens.collector.pdata import Span
 
 TYPE = "batch"
 
-Consumer = Callable[[list[Span]], None]
+Consumer = Callable[[Batch], None]
 
 
 @dataclass
@@ -57,10 +57,11 @@ class Config:
 
 
 class _Request:
-    __slots__ = ("spans", "arrived", "done", "error")
+    __slots__ = ("batch", "size", "arrived", "done", "error")
 
-    def __init__(self, spans: list[Span]) -> None:
-        self.spans = spans
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+        self.size = len(batch)
         self.arrived = time.monotonic()
         self.done = threading.Event()
         self.error: BaseException | None = None
@@ -87,21 +88,21 @@ class GroupCommit:
         self._thread = threading.Thread(target=self._run, name="batch", daemon=True)
         self._thread.start()
 
-    def consume(self, spans: list[Span]) -> None:
-        """Queue ``spans``; return once they went downstream, or raise what it raised."""
-        if not spans:
+    def consume(self, batch: Batch) -> None:
+        """Queue ``batch``; return once it went downstream, or raise what that raised."""
+        request = _Request(batch)
+        if not request.size:
             return
-        request = _Request(spans)
         with self._cond:
             if self._stopping:
                 raise ExportUnavailable("the collector is shutting down", retry_after=5.0)
-            if self._queued and self._queued + len(spans) > self._config.max_queued_spans:
+            if self._queued and self._queued + request.size > self._config.max_queued_spans:
                 raise ExportUnavailable(
                     f"collector overloaded: {self._queued} spans waiting for storage",
                     retry_after=1.0,
                 )
             self._pending.append(request)
-            self._queued += len(spans)
+            self._queued += request.size
             self._cond.notify()
         request.done.wait()
         if request.error is not None:
@@ -136,10 +137,10 @@ class GroupCommit:
             limit = config.send_batch_max_size or config.max_queued_spans
             taken, count = [], 0
             for request in self._pending:
-                if taken and count + len(request.spans) > limit:
+                if taken and count + request.size > limit:
                     break
                 taken.append(request)
-                count += len(request.spans)
+                count += request.size
             del self._pending[: len(taken)]
             self._queued -= count
             return taken
@@ -149,13 +150,20 @@ class GroupCommit:
             self._send(requests)
 
     def _send(self, requests: list[_Request]) -> None:
-        # One request larger than send_batch_max_size goes down in several calls.
+        # Decoded spans beyond send_batch_max_size go down in several calls; requests not
+        # decoded yet go whole (the decode stage downstream sees their spans).
         limit = self._config.send_batch_max_size
-        spans = [span for request in requests for span in request.spans]
+        batch = Batch.merged([request.batch for request in requests])
+        spans = batch.spans
         error: BaseException | None = None
         try:
-            for start in range(0, len(spans), limit or len(spans)):
-                self._downstream(spans[start : start + limit] if limit else spans)
+            if limit and len(spans) > limit:
+                for start in range(0, len(spans), limit):
+                    self._downstream(Batch(spans[start : start + limit]))
+                if batch.requests:
+                    self._downstream(Batch(requests=batch.requests))
+            else:
+                self._downstream(batch)
         except BaseException as exc:  # every waiting request gets the outcome
             error = exc
         for request in requests:

@@ -126,51 +126,75 @@ class CostProcessor:
     def process(self, spans: list[Span]) -> list[Span]:
         if time.monotonic() >= self._next_refresh:
             self._refresh()
-        schedules = self._schedules
         for span in spans:
             a = span.attributes
             if c.COST in a:
                 continue
-            operation = a.get(c.OPERATION)
-            if operation not in c.LLM_OPERATIONS and (
-                operation in c.AGENT_OPERATIONS
-                or (c.INPUT_TOKENS not in a and c.OUTPUT_TOKENS not in a)
-            ):
-                continue
-            response_model = a.get(c.RESPONSE_MODEL, "")
-            request_model = a.get(c.REQUEST_MODEL, "")
-            if not response_model and not request_model:
-                continue
-            key = (a.get(c.PROVIDER, ""), response_model, request_model)
-            schedule = schedules.get(key)
-            if schedule is None:
-                schedule = self._schedule(key)
-            days, all_rates = schedule
-            # the UTC day the call started on, as the views' toDate(Timestamp, 'UTC')
-            day = span.start_time_unix_nano // _NS_PER_DAY
-            rates = all_rates[0] if len(days) == 1 else all_rates[bisect.bisect_right(days, day) - 1]
-            if rates is None:
-                continue
             try:
-                input_tokens = int(a.get(c.INPUT_TOKENS, 0))
-                output_tokens = int(a.get(c.OUTPUT_TOKENS, 0))
-                cache_read = int(a.get(c.CACHE_READ_INPUT_TOKENS, 0))
-                cache_write = int(a.get(c.CACHE_CREATION_INPUT_TOKENS, 0))
+                counts = (
+                    int(a.get(c.INPUT_TOKENS, 0)), int(a.get(c.OUTPUT_TOKENS, 0)),
+                    int(a.get(c.CACHE_READ_INPUT_TOKENS, 0)), int(a.get(c.CACHE_CREATION_INPUT_TOKENS, 0)),
+                )
             except ValueError:  # a token count that is no integer
                 continue
-            if min(input_tokens, output_tokens, cache_read, cache_write) < 0:
-                continue
-            # As cost_usd: input counts include the cache-read and cache-write ones.
-            uncached = input_tokens - cache_read - cache_write
-            if uncached < 0:
-                uncached = 0
-            a[c.COST] = format_cost(
-                uncached * rates[0]
-                + output_tokens * rates[1]
-                + cache_read * rates[2]
-                + cache_write * rates[3]
+            cost = self._cost(
+                a.get(c.OPERATION), c.INPUT_TOKENS in a or c.OUTPUT_TOKENS in a,
+                a.get(c.PROVIDER, ""), a.get(c.RESPONSE_MODEL, ""), a.get(c.REQUEST_MODEL, ""),
+                span.start_time_unix_nano, *counts,
             )
+            if cost is not None:
+                a[c.COST] = cost
         return spans
+
+    def process_columns(self, spans) -> None:
+        """The engine path: the same prices as decisions over ``SpanColumns``."""
+        if time.monotonic() >= self._next_refresh:
+            self._refresh()
+        cols = spans.columns
+        has_cost, operation, provider = cols["has_cost"], cols[c.OPERATION], cols[c.PROVIDER]
+        response_model, request_model, start = cols[c.RESPONSE_MODEL], cols[c.REQUEST_MODEL], cols["start"]
+        inputs, outputs = cols[c.INPUT_TOKENS], cols[c.OUTPUT_TOKENS]
+        cache_reads, cache_writes = cols[c.CACHE_READ_INPUT_TOKENS], cols[c.CACHE_CREATION_INPUT_TOKENS]
+        decided = spans.cost
+        for i in range(len(spans)):
+            if has_cost[i]:
+                continue
+            cost = self._cost(
+                operation[i], inputs[i] is not None or outputs[i] is not None,
+                provider[i], response_model[i], request_model[i], start[i],
+                inputs[i] or 0, outputs[i] or 0, cache_reads[i] or 0, cache_writes[i] or 0,
+            )
+            if cost is not None:
+                decided[i] = cost
+
+    def _cost(
+        self, operation: str | None, has_tokens: bool, provider: str, response_model: str,
+        request_model: str, start_unix_nano: int, input_tokens: int, output_tokens: int,
+        cache_read: int, cache_write: int,
+    ) -> str | None:
+        """The cost of an LLM span without one, formatted (None: not an LLM span, no price,
+        or a negative count)."""
+        if operation not in c.LLM_OPERATIONS and (operation in c.AGENT_OPERATIONS or not has_tokens):
+            return None
+        if not response_model and not request_model:
+            return None
+        key = (provider, response_model, request_model)
+        schedule = self._schedules.get(key)
+        if schedule is None:
+            schedule = self._schedule(key)
+        days, all_rates = schedule
+        # the UTC day the call started on, as the views' toDate(Timestamp, 'UTC')
+        day = start_unix_nano // _NS_PER_DAY
+        rates = all_rates[0] if len(days) == 1 else all_rates[bisect.bisect_right(days, day) - 1]
+        if rates is None or min(input_tokens, output_tokens, cache_read, cache_write) < 0:
+            return None
+        # As cost_usd: input counts include the cache-read and cache-write ones.
+        uncached = input_tokens - cache_read - cache_write
+        if uncached < 0:
+            uncached = 0
+        return format_cost(
+            uncached * rates[0] + output_tokens * rates[1] + cache_read * rates[2] + cache_write * rates[3]
+        )
 
 
 def create(config: Config, host: object = None) -> CostProcessor:

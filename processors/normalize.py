@@ -260,6 +260,25 @@ class NormalizeProcessor:
     def shutdown(self) -> None:
         pass
 
+    def extract_parameters(self) -> dict[str, object]:
+        """What sends a span to the span path on the engine path (``schema/ingest.py``):
+        whatever this processor would change — a limit reached, an alias, a property
+        prefix, an old HTTP name on a SERVER span, an invalid token count or cost."""
+        return {
+            "max_attributes": self._max_attributes,
+            "max_name": self._max_name,
+            "max_value": self._max_bytes,
+            "max_events": self._max_events,
+            "max_links": self._max_links,
+            "aliases": sorted(self._alias_keys),
+            "server_aliases": sorted({a for aliases in c.HTTP_SERVER_ALIASES.values() for a in aliases}),
+            "prefixes": list(c.PROPERTY_ALIAS_PREFIXES),
+            "counts": sorted(name for name, is_cost in _NUMERIC_NAMES.items() if not is_cost),
+        }
+
+    def process_columns(self, spans) -> None:
+        """The engine path holds only spans this processor leaves as they are."""
+
     def process(self, spans: list[Span]) -> list[Span]:
         resources: dict[int, dict[str, str]] = {}  # id(original) -> normalized, this batch
         for span in spans:

@@ -46,14 +46,16 @@ service:
 
 
 def start_pipeline(url: str, database: str, spool: Path, *, http: bool = False,
-                   api: bool = False, tokens: dict[str, str] | None = None) -> Pipeline:
+                   api: bool = False, tokens: dict[str, str] | None = None,
+                   engine_path: bool = False) -> Pipeline:
     """A started in-process collector listening for OTLP/gRPC on a free loopback port.
 
     With ``http``, it also serves OTLP/HTTP on another free loopback port (see ``http_port``);
     with ``api``, the sessions API and UI on a third (see ``api_url``), requiring the
-    ``tokens`` (token → project) when given.
+    ``tokens`` (token → project) when given; ``engine_path`` turns the exporter's on.
     """
     config = parse(CONFIG.format(port=0, url=url, database=database, spool=spool))
+    config.exporter.config.engine_path = engine_path
     if http:
         config.receivers[0].config.protocols.http = HttpConfig(endpoint="127.0.0.1:0")
     if tokens:

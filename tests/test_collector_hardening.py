@@ -481,7 +481,7 @@ def test_json_nested_10000_deep_is_a_clean_400(edge):
 def test_a_restart_with_spans_in_the_spool_keeps_the_conversation_s_session(chdb_url, database, tmp_path):
     from sessionlens import conventions as c
     from sessionlens.collector.config import parse
-    from sessionlens.collector.pdata import Span
+    from sessionlens.collector.pdata import Batch, Span
     from sessionlens.collector.pipeline import Pipeline
     from sessionlens.storage import connect
     from sessionlens.schema import migrate
@@ -502,7 +502,7 @@ def test_a_restart_with_spans_in_the_spool_keeps_the_conversation_s_session(chdb
     first.start()
     try:
         turn1 = span(1, now - 120 * 10**9, **{c.USER_ID: "alice"})
-        first.consume([turn1])
+        first.consume(Batch([turn1]))
     finally:
         first.shutdown()
     assert turn1.attributes[c.SESSION_SOURCE] == c.SOURCE_AUTO_USER
@@ -512,7 +512,7 @@ def test_a_restart_with_spans_in_the_spool_keeps_the_conversation_s_session(chdb
     try:
         turn2 = span(2, now, **{c.USER_ID: "alice"})  # the next turn of the conversation
         late = span(1, now - 60 * 10**9)  # a late span of the first turn's trace
-        second.consume([turn2, late])
+        second.consume(Batch([turn2, late]))
     finally:
         second.shutdown()
     assert turn2.attributes[c.SESSION_ID] == turn1.attributes[c.SESSION_ID]

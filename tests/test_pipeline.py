@@ -12,27 +12,27 @@ import pytest
 from sessionlens.collector import config as config_module
 from sessionlens.collector.component import ExportUnavailable
 from sessionlens.collector.config import parse
-from sessionlens.collector.pdata import Span
+from sessionlens.collector.pdata import Batch, Span
 from sessionlens.collector.pipeline import Pipeline
 from sessionlens.processors.batch import Config as BatchConfig
 from sessionlens.processors.batch import GroupCommit
 
 
-def _spans(n: int, name: str = "op") -> list[Span]:
-    return [
+def _spans(n: int, name: str = "op") -> Batch:
+    return Batch([
         Span(b"\x01" * 16, i.to_bytes(8, "big"), b"", name, 1, 0, 1, {}, {}) for i in range(1, n + 1)
-    ]
+    ])
 
 
 class Downstream:
     def __init__(self) -> None:
-        self.calls: list[list[Span]] = []
+        self.calls: list[Batch] = []
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()
         self.error: Exception | None = None
 
-    def __call__(self, spans: list[Span]) -> None:
+    def __call__(self, spans: Batch) -> None:
         self.entered.set()
         self.gate.wait()
         if self.error:
@@ -47,7 +47,7 @@ def _batch(downstream: Downstream, **settings) -> tuple[GroupCommit, object]:
     return batch, consume
 
 
-def _concurrently(consume, requests: list[list[Span]]) -> list[BaseException | None]:
+def _concurrently(consume, requests: list[Batch]) -> list[BaseException | None]:
     outcomes: list[BaseException | None] = [None] * len(requests)
 
     def send(i: int) -> None:
@@ -336,7 +336,7 @@ service:
 def test_isolation_passes_storage_trouble_on_and_isolates_the_exporter_too():
     from sessionlens.collector.pipeline import isolated
 
-    spans = _spans(4)
+    spans = _spans(4).spans
     spans[2].name = "poison"
     exported: list[Span] = []
 
@@ -353,4 +353,4 @@ def test_isolation_passes_storage_trouble_on_and_isolates_the_exporter_too():
         raise ExportUnavailable("spool full")
 
     with pytest.raises(ExportUnavailable):  # not the spans' fault: the client retries them all
-        isolated(unavailable, "exporter clickhouse", _spans(2))
+        isolated(unavailable, "exporter clickhouse", _spans(2).spans)
