@@ -40,11 +40,13 @@ PARAMETERS = {**DEFAULT_PARAMETERS, **NORMALIZE.extract_parameters()}
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    client = storage.connect(f"chdb://{tmp_path_factory.mktemp('engine')}/store")
+def client(chdb_url):
+    client = storage.connect(chdb_url)  # one embedded store per process: the session's
     for database in ("eng", "ref"):
         migrate.apply(client, migrate.SchemaOptions(database=database))
     yield client
+    for database in ("eng", "ref"):
+        client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
     client.close()
 
 
