@@ -156,6 +156,7 @@ RELEASED = {
     4: "c9978f630b61ccb137bf78b8c21fabcbc5bba5dea4f1a86ffd3ea226722facca",
     5: "b78852160b2332c5cc4d5d572f84c3f414a9424d9468fd9160b3bf9ba94d8a98",
     6: "dc8f894201f10e204069a01826c4c98e9b8e6f7a9c421603fd340b33600e0657",
+    7: "4ad6af57cfe5439ca1c30d33f09f1664c003579d310d1771304ab91c492ff1d5",
 }
 """sha256 of every released migration file. A released file is never edited: a schema
 change is a new file, whose hash is added here when it lands."""
