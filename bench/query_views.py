@@ -1,6 +1,7 @@
 """Time the session views at scale on embedded storage.
 
     python bench/query_views.py [--spans 10_000_000 --sessions 100_000 --path DIR --runs 7]
+                                [--against N]
 
 Loads synthetic LLM spans (~16 span attributes, agent spans wrapping chat calls, several
 models, errors) into ``otel_traces`` with INSERT … SELECT — through the same materialized
@@ -16,11 +17,18 @@ exporter sends them) through all materialized views, so a schema change shows it
   its background merges (we wait until they settle).
 - ``round-robin``: the worst case. Every 1M-span insert touches every session and merges
   of the session tables are stopped, so every read re-aggregates ~10 rows per session.
+
+``--against N`` measures a schema change side by side in the same run: after each load's
+line, the same queries through migration N's views (created in a side database over the
+same tables, timed alternately with today's), and the insert rate of a store migrated only
+up to N beside today's (alternated, two rounds each). A reused store is migrated to today's
+schema first.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import tempfile
@@ -30,7 +38,7 @@ from exporter import llm_span  # bench/exporter.py: the realistic span of the ex
 
 from sessionlens.collector import clickhouse_exporter as chx
 from sessionlens.storage import connect
-from sessionlens.schema.migrate import SchemaOptions, apply
+from sessionlens.schema.migrate import MIGRATIONS, SchemaOptions, apply
 
 DAYS = 30
 SPANS_PER_TRACE = 5  # one invoke_agent span, four chat calls
@@ -168,7 +176,7 @@ def prepare(client, db: str, spans: int, sessions: int, mode: str) -> float | No
         f"SELECT count() FROM {db}.otel_traces") == spans
     if not reuse:
         client.command(f"DROP DATABASE IF EXISTS {db} SYNC")
-        apply(client, SchemaOptions(database=db))
+    apply(client, SchemaOptions(database=db))  # a reused store gets today's migrations
     if mode == "round-robin":
         for table in SESSION_TABLES:
             client.command(f"SYSTEM STOP MERGES {db}.{table}")
@@ -177,33 +185,62 @@ def prepare(client, db: str, spans: int, sessions: int, mode: str) -> float | No
     return load(client, db, spans, sessions, mode)
 
 
-def time_query(client, sql: str, params: list[dict]) -> float:
-    """Median wall time in ms over one run per parameter set (after one warm-up)."""
-    client.query(sql, parameters=params[0])
-    times = []
+def time_queries(client, sqls: list[str], params: list[dict]) -> list[tuple[float, float]]:
+    """Per SQL, the median wall and CPU time (all of this process's threads: the engine
+    runs in it) in ms over one run per parameter set, after one warm-up; with several SQLs,
+    each parameter set runs them one after the other."""
+    for sql in sqls:
+        client.query(sql, parameters=params[0])
+    times: list[list[tuple[float, float]]] = [[] for _ in sqls]
     for p in params:
-        t0 = time.perf_counter()
-        client.query(sql, parameters=p)
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+        for sql, out in zip(sqls, times):
+            t0, c0 = time.perf_counter(), time.process_time()
+            client.query(sql, parameters=p)
+            out.append(((time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000))
+    return [tuple(statistics.median(x[i] for x in t) for i in (0, 1)) for t in times]
 
 
-def measure(client, db: str, runs: int) -> dict[str, float]:
+_VIEW = r"CREATE (?:OR REPLACE )?VIEW (?:IF NOT EXISTS )?`{db}`\.`({names})`"
+
+
+def old_views(client, db: str, version: int) -> str:
+    """A side database holding migration ``version``'s session views over ``db``'s tables."""
+    side = f"{db}_m{version}"
+    client.command(f"DROP DATABASE IF EXISTS {side} SYNC")
+    client.command(f"CREATE DATABASE {side}")
+    names = {re.search(r"\}\.(\w+)\(", sql).group(1) for sql in QUERIES.values()}
+    view = re.compile(_VIEW.format(db=db, names="|".join(names)))
+    latest = {}  # the last CREATE of each view up to ``version``
+    for migration in MIGRATIONS[:version]:
+        for sql in migration.statements(SchemaOptions(database=db)):
+            if match := view.match(sql):
+                latest[match.group(1)] = sql
+    for name, sql in latest.items():
+        client.command(sql.replace(f"`{db}`.`{name}`", f"`{side}`.`{name}`", 1))
+    return side
+
+
+def measure(client, db: str, runs: int, against: str | None = None) -> list[dict[str, tuple[float, float]]]:
+    """Per query, its median (wall, CPU) ms through ``db``'s views (and ``against``'s)."""
     picks = client.query(
         f"SELECT SessionId, argMaxMerge(UserState), Project FROM {db}.otel_traces_sessions "
         f"GROUP BY Project, SessionId ORDER BY cityHash64(SessionId) LIMIT {runs}"
     ).result_rows
     since = client.command(f"SELECT toString(now() - INTERVAL {DAYS} DAY)")
     params = [{"sid": sid, "user": user, "project": project, "since": since} for sid, user, project in picks]
-    return {name: time_query(client, sql.format(db=db), params) for name, sql in QUERIES.items()}
+    dbs = [db] + ([against] if against else [])
+    got = {name: time_queries(client, [sql.format(db=d) for d in dbs], params) for name, sql in QUERIES.items()}
+    return [{name: ms[i] for name, ms in got.items()} for i in range(len(dbs))]
 
 
-def insert_rate(client, spans: int = 200_000, batch: int = 16_384) -> tuple[float, float]:
+def insert_rate(client, spans: int = 200_000, batch: int = 16_384,
+                until: int | None = None) -> tuple[float, float]:
     """Spans per second (wall, and per CPU second of this process) of realistic spans
-    inserted into a fresh schema the way the exporter inserts them."""
+    inserted into a fresh schema (migrated up to ``until``; default: all) the way the
+    exporter inserts them."""
     db = "bench_insert"
     client.command(f"DROP DATABASE IF EXISTS {db} SYNC")
-    apply(client, SchemaOptions(database=db))
+    apply(client, SchemaOptions(database=db), until=until)
     rows = [llm_span(n) for n in range(spans)]
     batches = [chx.to_columns(rows[i:i + batch]) for i in range(0, spans, batch)]
     wall, cpu = time.perf_counter(), time.process_time()
@@ -225,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=lambda v: int(v.replace("_", "")), default=100_000)
     parser.add_argument("--path", help="embedded store directory (default: a temporary one)")
     parser.add_argument("--runs", type=int, default=7, help="timed runs per query")
+    parser.add_argument("--against", type=int, metavar="N",
+                        help="also time migration N's views and inserts, side by side")
     args = parser.parse_args(argv)
 
     path = args.path or tempfile.mkdtemp(prefix="sessionlens-bench-")
@@ -244,17 +283,31 @@ def main(argv: list[str] | None = None) -> int:
         rate = rates[mode]
         rollup_rows, parts = client.query(
             f"SELECT count(), uniqExact(_part) FROM {db}.otel_traces_sessions").result_rows[0]
-        got = measure(client, db, args.runs)
-        cells = []
-        for name, ms in got.items():
-            ok = ms <= TARGETS_MS[name]
-            missed += not ok
-            cells.append(f"{ms:>{len(name) + len(str(TARGETS_MS[name])) - 4}.1f} {'ok' if ok else 'MISSED'}")
-        loaded = f"{rate:>8,.0f}" if rate else f"{'reused':>8}"
-        print(f"{mode:<12} {loaded} {rollup_rows:>12,} {parts:>5}  " + "  ".join(cells))
-    wall, cpu = insert_rate(client)
-    print(f"insert of realistic spans (16k-span column batches, all views): {wall:,.0f} spans/s, "
-          f"{cpu:,.0f} spans per CPU second")
+        got = measure(client, db, args.runs, old_views(client, db, args.against) if args.against else None)
+        for i, figures in enumerate(got):
+            cells = []
+            for name, (ms, _) in figures.items():
+                ok = ms <= TARGETS_MS[name]
+                missed += not ok and i == 0
+                cells.append(f"{ms:>{len(name) + len(str(TARGETS_MS[name])) - 4}.1f} {'ok' if ok else 'MISSED'}")
+            loaded = f"{rate:>8,.0f}" if rate else f"{'reused':>8}"
+            label = mode if i == 0 else f"  mig. {args.against}"
+            print(f"{label:<12} {loaded if i == 0 else '':>8} {rollup_rows:>12,} {parts:>5}  " + "  ".join(cells))
+        if args.against:
+            for i, what in enumerate(("wall", "CPU")):
+                ratios = "  ".join(f"{name} {got[0][name][i] / got[1][name][i]:.2f}" for name in QUERIES)
+                print(f"{'  ' + what:<12} today's / migration {args.against}'s views: {ratios}")
+            print(f"{'  CPU ms':<12} " + "  ".join(
+                f"{name} {got[0][name][1]:.0f} vs {got[1][name][1]:.0f}" for name in QUERIES))
+    rounds = [None, args.against] * 2 if args.against else [None]
+    rates = {}
+    for until in rounds:  # alternated, so both see the same machine
+        rates.setdefault(until, []).append(insert_rate(client, until=until))
+    for until, measured in rates.items():
+        wall, cpu = (statistics.median(r[i] for r in measured) for i in (0, 1))
+        views = "all views" if until is None else f"migrated to {until}"
+        print(f"insert of realistic spans (16k-span column batches, {views}): {wall:,.0f} spans/s, "
+              f"{cpu:,.0f} spans per CPU second")
     return 1 if missed else 0
 
 
