@@ -188,12 +188,14 @@ def prepare(client, db: str, spans: int, sessions: int, mode: str) -> float | No
 def time_queries(client, sqls: list[str], params: list[dict]) -> list[tuple[float, float]]:
     """Per SQL, the median wall and CPU time (all of this process's threads: the engine
     runs in it) in ms over one run per parameter set, after one warm-up; with several SQLs,
-    each parameter set runs them one after the other."""
+    each parameter set runs them one after the other, first one first, then last one first
+    (the later run of a set finds its session's data warm)."""
     for sql in sqls:
         client.query(sql, parameters=params[0])
     times: list[list[tuple[float, float]]] = [[] for _ in sqls]
-    for p in params:
-        for sql, out in zip(sqls, times):
+    for n, p in enumerate(params):
+        pairs = list(zip(sqls, times))
+        for sql, out in pairs if n % 2 == 0 else reversed(pairs):
             t0, c0 = time.perf_counter(), time.process_time()
             client.query(sql, parameters=p)
             out.append(((time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000))
