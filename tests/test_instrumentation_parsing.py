@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx2
 import pytest
@@ -230,3 +231,21 @@ def test_a_long_stream_is_read_by_scanning_as_by_splitting(monkeypatch: pytest.M
     assert results[0] == results[1]
     assert results[0][c.FINISH_REASONS] == ["length"] and results[0][c.INPUT_TOKENS] == 10
     assert results[0][c.OUTPUT_TOKENS] == 300 and results[0][c.CACHE_READ_INPUT_TOKENS] == 4
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"a": [1, 2.5, "é", null, true]}', "[1]", '{"a": x}', "[1,", "{not", "[", '{"a":1} ', "[1]x", ' {"a": 1}', "{}", "7", ""],
+)
+def test_json_is_parsed_exactly_as_json_loads_parses_it(text: str) -> None:
+    from sessionlens.instrumentation.call import _parse, _parse_bytes
+
+    def outcome(parse: Any, value: Any) -> Any:
+        try:
+            return parse(value)
+        except ValueError as error:  # the same kind of error (JSONDecodeError), never another
+            return type(error)
+
+    assert outcome(_parse, text) == outcome(json.loads, text)
+    for data in (text.encode(), text.encode("utf-16-le"), b"\xef\xbb\xbf" + text.encode()):
+        assert outcome(_parse_bytes, data) == outcome(json.loads, data)
