@@ -40,6 +40,14 @@ second, not per call, and a process ~50× slower than native would otherwise pay
 too often per call. Instructions are turned into µs at the rate of the bare call
 (its instructions / its process CPU per call measured natively in part 1).
 
+The target is checked twice: on everything the process does more per call, and on that
+less the OTLP encoding of the spans. Encoding is the application's exporter's work (the
+SDK's BatchSpanProcessor thread running opentelemetry-exporter-otlp's encoder), paid per
+span and per attribute (~110k instructions a span, ~21k an attribute with
+opentelemetry-exporter-otlp-proto-common 1.45 and upb protobuf); an instrumentation only
+decides how many spans and attributes there are. SPEC §7 counts "the work the
+instrumentation does on its own threads"; the issue's "all threads" counts the exporter too.
+
     .venv/bin/python bench/instrumentation_overhead.py [--pairs 1000] [--calls 10,60]
         [--skip-timers] [--skip-callgrind] [--arms bare,sessionlens,…] [--http both|on|off]
 
@@ -487,7 +495,11 @@ def instructions(url: str, counts: tuple[int, int], bare_cpu_us: float, arms: Se
                 added_path, added_encode = path - base[f"{kind} path"], encode - base[f"{kind} encode"]
                 verdict = ""
                 if arm == "sessionlens":
-                    verdict = f"  [target ≤ {targets[kind] / 1e3:.0f}k: {'OK' if added <= targets[kind] else 'MISSED'}]"
+                    own = added - added_encode  # what the instrumentation's code runs, on any thread
+                    verdict = (
+                        f"  [target ≤ {targets[kind] / 1e3:.0f}k: {'OK' if added <= targets[kind] else 'MISSED'}; "
+                        f"without the exporter's encoding {_fmt(own)}: {'OK' if own <= targets[kind] else 'MISSED'}]"
+                    )
                 print(
                     f"      {arm:<13} {_fmt(added):>7} added ({added / base[f'{kind} total'] * 100:+5.1f} %, ≈{added / rate:4.0f} µs)"
                     f" — call path {_fmt(added_path)}, OTLP encoding {_fmt(added_encode)}, "
