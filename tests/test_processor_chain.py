@@ -91,6 +91,8 @@ _LANGFUSE = st.fixed_dictionaries({
 }).map(json.dumps)
 _NUMERIC_KEYS = (*c.TOKEN_COUNTS, c.COST, "gen_ai.usage.prompt_tokens", "llm.token_count.completion",
                  "llm.cost.total")
+_NORMALIZE = normalize.create(normalize.Config(), None)
+_COST = cost.create(cost.Config(), None)
 
 
 @settings(max_examples=200, deadline=None)
@@ -105,9 +107,10 @@ def test_any_token_or_cost_value_leaves_every_span_priceable_and_storable(values
         if langfuse is not None:
             attributes[c.LANGFUSE_USAGE_DETAILS] = langfuse
         spans.append(Span(b"\x07" * 16, (i + 1).to_bytes(8, "big"), b"", "llm", 3, 1, 2, attributes, RESOURCE))
-    batch = spans
-    for module in (normalize, autosession, cost):  # none of them may raise
-        batch = module.create(module.Config(), None).process(batch)
+    # none of them may raise; normalize and cost are made once (cost's price book costs
+    # about 0.3 s to build), autosession anew, so no example inherits another's sessions
+    batch = autosession.create(autosession.Config(), None).process(_NORMALIZE.process(spans))
+    batch = _COST.process(batch)
     assert len(batch) == len(spans)
     for span in batch:
         a = span.attributes
