@@ -45,7 +45,7 @@ less the OTLP encoding of the spans. Encoding is the application's exporter's wo
 SDK's BatchSpanProcessor thread running opentelemetry-exporter-otlp's encoder), paid per
 span and per attribute (~110k instructions a span, ~21k an attribute with
 opentelemetry-exporter-otlp-proto-common 1.45 and upb protobuf); an instrumentation only
-decides how many spans and attributes there are. SPEC §7 counts "the work the
+decides how many spans and attributes there are. The product target counts "the work the
 instrumentation does on its own threads"; the issue's "all threads" counts the exporter too.
 
     .venv/bin/python bench/instrumentation_overhead.py [--pairs 1000] [--calls 10,60]
