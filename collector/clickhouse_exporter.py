@@ -54,35 +54,10 @@ ENGINE_RECORDS = b"P"
 """First byte of a spool payload of engine-path records (a marshalled payload never starts
 so: marshal begins with a type code, ``(`` or ``\\xa8`` for the columns' tuple)."""
 
-COLUMNS = (
-    "Timestamp",
-    "TraceId",
-    "SpanId",
-    "ParentSpanId",
-    "TraceState",
-    "SpanName",
-    "SpanKind",
-    "ServiceName",
-    "ResourceAttributes",
-    "ScopeName",
-    "ScopeVersion",
-    "SpanAttributes",
-    "Duration",
-    "StatusCode",
-    "StatusMessage",
-    "Events.Timestamp",
-    "Events.Name",
-    "Events.Attributes",
-    "Links.TraceId",
-    "Links.SpanId",
-    "Links.TraceState",
-    "Links.Attributes",
-)
+COLUMNS = ingest.INSERT_COLUMNS
 """The columns written, in the order of the clickhouseexporter's traces insert."""
 
-# As the clickhouseexporter renders them (pdata's SpanKind.String() / StatusCode.String()).
-SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
-STATUS_CODES = ("Unset", "Ok", "Error")
+SPAN_KINDS, STATUS_CODES = ingest.SPAN_KINDS, ingest.STATUS_CODES
 
 _INSERT_SETTINGS = {
     # Rows of a replayed block must not reach the session rollup twice either.
@@ -173,18 +148,18 @@ def to_columns(spans: list[Span]) -> tuple[list, ...]:
 
 
 class _RecentIds:
-    """A bounded set of recent span keys, ``(project, hex trace id + hex span id)``: two
+    """A bounded set of recent span keys, ``(project, trace id + span id)``: two
     generations, the older dropped when the newer fills."""
 
     def __init__(self, capacity: int) -> None:
         self._half = max(1, capacity // 2)
-        self._new: set[tuple[str, str]] = set()
-        self._old: set[tuple[str, str]] = set()
+        self._new: set[tuple[str, bytes]] = set()
+        self._old: set[tuple[str, bytes]] = set()
 
-    def __contains__(self, key: tuple[str, str]) -> bool:
+    def __contains__(self, key: tuple[str, bytes]) -> bool:
         return key in self._new or key in self._old
 
-    def update(self, keys: set[tuple[str, str]]) -> None:
+    def update(self, keys: set[tuple[str, bytes]]) -> None:
         self._new |= keys
         if len(self._new) >= self._half:
             self._old, self._new = self._new, set()
@@ -284,7 +259,7 @@ class ClickHouseExporter:
         for seq in reversed(newest):
             cols = _columns(self._spool.read(seq))
             self._recent.update({
-                (r.get(project, ""), t + s)
+                (r.get(project, ""), bytes.fromhex(t + s))
                 for t, s, r in zip(cols[trace_col], cols[span_col], cols[resource_col])
             })
 
@@ -329,11 +304,11 @@ class ClickHouseExporter:
         self._check_running()
         with self._lock:
             fresh: list[Span] = []
-            keys: set[tuple[str, str]] = set()
+            keys: set[tuple[str, bytes]] = set()
             recent = self._recent
             project = conventions.PROJECT
             for span in spans:
-                key = (span.resource.get(project, ""), span.trace_id.hex() + span.span_id.hex())
+                key = (span.resource.get(project, ""), span.trace_id + span.span_id)
                 if key in recent or key in keys:
                     continue
                 keys.add(key)
@@ -351,11 +326,11 @@ class ClickHouseExporter:
         requests spooled as records with their decisions."""
         self._check_running()
         with self._lock:
-            keys: set[tuple[str, str]] = set()
+            keys: set[tuple[str, bytes]] = set()
             recent = self._recent
             traces, span_ids, drop = spans.columns["trace_id"], spans.columns["span_id"], spans.drop
             for i in range(len(spans)):
-                key = (spans.projects[i], traces[i] + span_ids[i])
+                key = (spans.projects[i], bytes.fromhex(traces[i] + span_ids[i]))
                 if key in recent or key in keys:
                     drop[i] = True
                     continue
@@ -492,7 +467,7 @@ class ClickHouseExporter:
                 for payload in payloads:
                     file.write(memoryview(payload)[1:])
             table = f"{ident(self.config.database)}.{ident(self.config.traces_table_name)}"
-            names = ", ".join(f"`{name}`" for name in ingest.INSERT_COLUMNS)
+            names = ", ".join(f"`{name}`" for name in COLUMNS)
             if self._engine_client is None:
                 self._engine_client = self._new_engine_client()
                 for key, value in _INSERT_SETTINGS.items():

@@ -25,13 +25,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from sessionlens.collector.component import ListenError  # noqa: F401  (the transports raise it as otlp.ListenError)
 from sessionlens.collector.pdata import Event, Link, Span
+from sessionlens.schema.ingest import MAX_TIME_UNIX_NANO  # a span past it is rejected, not acknowledged
 
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
 _MAX_PROBLEMS = 3  # problems named in the partial-success message
-MAX_TIME_UNIX_NANO = 2**63 - 1
-"""The latest timestamp storage holds (ClickHouse ``DateTime64(9)``: 2262-04-11); a span or
-event past it could never be inserted, so it is rejected before it is acknowledged."""
 
 
 class MalformedRequest(ValueError):

@@ -126,6 +126,22 @@ def isolated(step: Callable[[list[Span]], list[Span] | None], what: str, spans: 
     return kept
 
 
+def _step(batch: Batch, what: str, on_columns: Callable | None, on_spans: Callable) -> None:
+    """Run a step on both forms of ``batch``: its columns (when it has any; a failure hands
+    them to the span path) and then its spans, isolated span by span."""
+    if batch.columns is not None:
+        try:
+            on_columns(batch.columns)
+        except ExportUnavailable:
+            raise
+        except Exception:  # the span path isolates the span it fails on
+            log.warning("%s failed on columns; their spans take the span path", what, exc_info=True)
+            batch.spans.extend(batch.columns.to_spans())
+            batch.columns = None
+    if batch.spans:
+        batch.spans = isolated(on_spans, what, batch.spans)
+
+
 def _serialized(spec: ComponentSpec, processor: Any, downstream: Consumer) -> Consumer:
     lock = threading.Lock()
     process = processor.process
@@ -134,17 +150,7 @@ def _serialized(spec: ComponentSpec, processor: Any, downstream: Consumer) -> Co
 
     def consume(batch: Batch) -> None:
         with lock:
-            if batch.columns is not None:
-                try:
-                    process_columns(batch.columns)
-                except ExportUnavailable:
-                    raise
-                except Exception:  # the span path isolates the span it fails on
-                    log.warning("%s failed on columns; their spans take the span path", what, exc_info=True)
-                    batch.spans.extend(batch.columns.to_spans())
-                    batch.columns = None
-            if batch.spans:
-                batch.spans = isolated(process, what, batch.spans)
+            _step(batch, what, process_columns, process)
         if batch.spans or batch.columns is not None:
             downstream(batch)
 
@@ -156,17 +162,7 @@ def _exporting(spec: ComponentSpec, exporter: Any, listeners: list[Consumer]) ->
     what = f"exporter {spec.id}"
 
     def consume(batch: Batch) -> None:
-        if batch.columns is not None:
-            try:
-                exporter.export_columns(batch.columns)
-            except ExportUnavailable:
-                raise
-            except Exception:
-                log.warning("%s failed on columns; their spans take the span path", what, exc_info=True)
-                batch.spans.extend(batch.columns.to_spans())
-                batch.columns = None
-        if batch.spans:
-            batch.spans = isolated(export, what, batch.spans)
+        _step(batch, what, getattr(exporter, "export_columns", None), export)
         for listener in listeners:  # told of the durable spans only
             try:
                 listener(batch)

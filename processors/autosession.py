@@ -140,34 +140,44 @@ def serves_requests(span: Span) -> bool:
 def span_key(span: Span) -> tuple[int, str]:
     """(rank of the source in ``SESSION_SOURCES``, raw key) of a span without a session."""
     a, r = span.attributes, span.resource
-    return session_key(
-        r.get(c.PROJECT, ""),
-        a.get(c.USER_ID) or r.get(c.USER_ID),
-        a.get(c.CLIENT_ADDRESS) or r.get(c.CLIENT_ADDRESS),
-        a.get(c.USER_AGENT) or r.get(c.USER_AGENT),
-        serves_requests(span),
-        r.get(c.SERVICE_NAME), r.get(c.SERVICE_INSTANCE_ID), r.get(c.HOST_NAME), r.get(c.PROCESS_PID),
-        span.trace_id.hex(),
-    )
-
-
-def session_key(
-    project: str, user: str | None, address: str | None, user_agent: str | None, serving: bool,
-    service: str | None, instance: str | None, host: str | None, pid: str | None, trace_hex: str,
-) -> tuple[int, str]:
-    """(rank, raw key) from a span's attributes (span, then resource; rule 3)."""
-    project += "\x1f"  # one project's users are not another's
+    project = r.get(c.PROJECT, "") + "\x1f"  # one project's users are not another's
+    user = a.get(c.USER_ID) or r.get(c.USER_ID)
     if user:
         return 1, project + user
+    address = a.get(c.CLIENT_ADDRESS) or r.get(c.CLIENT_ADDRESS)
     if address:
-        return 2, project + address + "\x1f" + (user_agent or "")
-    if serving:  # a stranger's request: not the instance's session
-        return 4, project + trace_hex
+        return 2, project + address + "\x1f" + (a.get(c.USER_AGENT) or r.get(c.USER_AGENT) or "")
+    if serves_requests(span):  # a stranger's request: not the instance's session
+        return 4, project + span.trace_id.hex()
+    service, instance = r.get(c.SERVICE_NAME), r.get(c.SERVICE_INSTANCE_ID)
     if service and instance:
         return 3, project + "service\x1f" + service + "\x1f" + instance
+    host, pid = r.get(c.HOST_NAME), r.get(c.PROCESS_PID)
     if host and pid:
         return 3, project + "host\x1f" + host + "\x1f" + pid
-    return 4, project + trace_hex
+    return 4, project + span.trace_id.hex()
+
+
+class _KeyView:
+    """What ``span_key`` and ``serves_requests`` read of a span, for one on the engine
+    path (columns, not a ``Span``): the span path's rules serve both."""
+
+    __slots__ = ("attributes", "resource", "kind", "trace_id")
+
+    def __init__(self, spans, i: int) -> None:
+        cols = spans.columns
+        self.attributes = {
+            c.USER_ID: cols[c.USER_ID][i], c.CLIENT_ADDRESS: cols[c.CLIENT_ADDRESS][i],
+            c.USER_AGENT: cols[c.USER_AGENT][i], c.SERVES_REQUESTS: "true" if cols["serves"][i] else "",
+        }
+        self.resource = {
+            c.PROJECT: spans.projects[i],
+            **{key: cols["resource." + key][i] for key in (
+                c.USER_ID, c.CLIENT_ADDRESS, c.USER_AGENT, c.SERVICE_NAME, c.SERVICE_INSTANCE_ID, c.HOST_NAME)},
+            c.PROCESS_PID: cols["pid"][i],
+        }
+        self.kind = cols["kind"][i]
+        self.trace_id = bytes.fromhex(cols["trace_id"][i])
 
 
 def _key_of_spans(pending: list[Span]) -> tuple[tuple[int, str], bool]:
@@ -265,21 +275,7 @@ class AutoSessionProcessor:
             unit.trace = (unit.trace[0], bytes.fromhex(unit.trace[1]))
 
         def key_of_positions(pending: list[int]) -> tuple[tuple[int, str], bool]:
-            serving = [bool(cols["kind"][i] == _SERVER or cols["serves"][i]) for i in pending]
-            key = min(
-                session_key(
-                    spans.projects[i],
-                    cols[c.USER_ID][i] or cols["resource." + c.USER_ID][i],
-                    cols[c.CLIENT_ADDRESS][i] or cols["resource." + c.CLIENT_ADDRESS][i],
-                    cols[c.USER_AGENT][i] or cols["resource." + c.USER_AGENT][i],
-                    serves,
-                    cols["resource." + c.SERVICE_NAME][i], cols["resource." + c.SERVICE_INSTANCE_ID][i],
-                    cols["resource." + c.HOST_NAME][i], cols["pid"][i],
-                    traces[i],
-                )
-                for i, serves in zip(pending, serving)
-            )
-            return key, any(serving)
+            return _key_of_spans([_KeyView(spans, i) for i in pending])
 
         for unit in self._assign_units(units, key_of_positions):
             sid, source = unit.assigned

@@ -32,6 +32,8 @@ STATUS_CODES = ("Unset", "Ok", "Error")
 """As the clickhouseexporter renders them (pdata's SpanKind.String() / StatusCode.String())."""
 
 MAX_TIME_UNIX_NANO = 2**63 - 1
+"""The latest timestamp storage holds (ClickHouse ``DateTime64(9)``: 2262-04-11); a span or
+event past it could never be inserted, so both paths reject it before it is acknowledged."""
 
 # --- the records' structure (column names are the .proto's field names) -------------
 
