@@ -153,8 +153,10 @@ def peak_rss_mib(pid: int) -> float:
 def cpu_by_thread(pid: int) -> dict[str, float]:
     """CPU seconds the collector's threads used so far, summed by OS thread name.
 
-    Python's threads are all ``python`` (chDB's work for the inserter's own INSERT counts
-    there too); chDB's engine threads carry their pool names (``MergeMutate``, ...).
+    Python's threads are all ``python``, except the exporter's inserter: chDB renames the
+    thread that runs an insert into a table with materialized views ``Unknown``, so that
+    row is the inserter (its Python work plus chDB's insert on it), shown as ``inserter``.
+    chDB's engine threads carry their pool names (``MergeMutate``, ...).
     """
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
@@ -165,6 +167,7 @@ def cpu_by_thread(pid: int) -> dict[str, float]:
         except FileNotFoundError:
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")].rstrip("_0123456789")
+        name = "inserter" if name == "Unknown" else name
         fields = stat[stat.rindex(")") + 2 :].split()
         out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
