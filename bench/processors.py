@@ -90,9 +90,9 @@ class Chain:
 
     def __init__(self) -> None:
         self.processors = [
-            normalize.create(normalize.Config()),
-            autosession.create(autosession.Config()),
-            cost.create(cost.Config()),
+            normalize.NormalizeProcessor(normalize.Config()),
+            autosession.AutoSessionProcessor(autosession.Config()),
+            cost.CostProcessor(cost.Config()),
         ]
 
     def process(self, batch: list[Span]) -> list[Span]:
@@ -106,11 +106,11 @@ def main() -> None:
     sizes = {len(s.attributes) for s in base}
     print(f"{SPANS:,} LLM spans, {min(sizes)}-{max(sizes)} attributes (+7 resource), "
           f"batches of {BATCH}, one thread, best of 3")
-    norm = lambda: normalize.create(normalize.Config())  # noqa: E731
-    auto = lambda: autosession.create(autosession.Config())  # noqa: E731
+    norm = lambda: normalize.NormalizeProcessor(normalize.Config())  # noqa: E731
+    auto = lambda: autosession.AutoSessionProcessor(autosession.Config())  # noqa: E731
     bench("normalize", norm, base)
     bench("autosession", auto, base, prepare=(norm,))
-    bench("cost", lambda: cost.create(cost.Config()), base, prepare=(norm,))
+    bench("cost", lambda: cost.CostProcessor(cost.Config()), base, prepare=(norm,))
     bench("all three", Chain, base)
 
 

@@ -47,6 +47,12 @@ class BearerTokenAuth:
             raise ValueError("bearertokenauth: every token needs a non-empty value and project")
         self._tokens = [(token.encode(), project) for token, project in tokens.items()]
 
+    def start(self, host: Host) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
     def project(self, authorization: str | None) -> str:
         """The project of the token in an ``authorization`` header value.
 

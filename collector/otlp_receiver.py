@@ -9,8 +9,9 @@ Configured like the OpenTelemetry Collector's otlp receiver::
           http: {endpoint: 127.0.0.1:4318}
 
 The transports receive and answer; this module holds what both share: authentication and
-handing each request's bytes to the pipeline (which decodes them: ``collector/engine.py``)
-and returns only once its spans are durable.
+handing each request to the next consumer the receiver was created with — as its bytes for
+the engine path's decode stage (``collector/engine.py``), else decoded here, on the
+request's own thread — returning only once its spans are durable.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sessionlens.collector import engine, otlp
-from sessionlens.collector.component import Host
+from sessionlens.collector.component import Consumer, Host, Settings
 from sessionlens.collector.pdata import Batch, Request
 from sessionlens.durations import Duration
 
@@ -142,8 +143,8 @@ class _Hold:
 class Exporting:
     """What a transport calls: authenticate a request, then export its spans."""
 
-    def __init__(self, consume, authenticator, in_flight: InFlight, engine_path: bool = False) -> None:
-        self._consume = consume
+    def __init__(self, consumer: Consumer, authenticator, in_flight: InFlight, engine_path: bool = False) -> None:
+        self._consume = consumer.consume
         self._engine_path = engine_path
         self._authenticator = authenticator
         self.in_flight = in_flight
@@ -179,33 +180,34 @@ class Exporting:
 class OtlpReceiver:
     """Runs the configured transports; ``start`` binds them, ``shutdown`` drains them."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, next_consumer: Consumer) -> None:
         self.config = config
+        self._next = next_consumer
         self._servers: list = []
         self._in_flight = InFlight(config.max_bytes_in_flight_mib * MIB)
 
-    def _exporting(self, host: Host, auth: AuthConfig | None, consume) -> Exporting:
-        engine_path = bool(getattr(host, "engine_path", False))
+    def _exporting(self, host: Host, auth: AuthConfig | None) -> Exporting:
+        engine_path = host.engine_path
         if auth is None or not auth.authenticator:
-            return Exporting(consume, None, self._in_flight, engine_path)
-        extension = getattr(host, "extension", lambda _id: None)(auth.authenticator)
+            return Exporting(self._next, None, self._in_flight, engine_path)
+        extension = host.extension(auth.authenticator)
         if extension is None:
             raise ValueError(
                 f"receivers.otlp: authenticator {auth.authenticator!r} is not an enabled "
                 "extension (define it under extensions and list it in service.extensions)"
             )
-        return Exporting(consume, extension, self._in_flight, engine_path)
+        return Exporting(self._next, extension, self._in_flight, engine_path)
 
-    def start(self, host: Host, consume) -> None:
+    def start(self, host: Host) -> None:
         from sessionlens.collector import otlp_grpc, otlp_http  # only the transports in use
 
         grpc_config, http_config = self.config.protocols.grpc, self.config.protocols.http
         try:
             if grpc_config is not None:
-                exporting = self._exporting(host, grpc_config.auth, consume)
+                exporting = self._exporting(host, grpc_config.auth)
                 self._listen(otlp_grpc.GrpcServer(grpc_config, exporting))
             if http_config is not None:
-                exporting = self._exporting(host, http_config.auth, consume)
+                exporting = self._exporting(host, http_config.auth)
                 self._listen(otlp_http.HttpServer(http_config, exporting))
         except BaseException:
             self.shutdown()
@@ -224,5 +226,6 @@ class OtlpReceiver:
             self._servers.pop().stop()
 
 
-def create(config: Config, host: Host | None = None) -> OtlpReceiver:
-    return OtlpReceiver(config)
+def create(config: Config, settings: Settings, next_consumer: Consumer) -> OtlpReceiver:
+    """A receiver handing each request to ``next_consumer``."""
+    return OtlpReceiver(config, next_consumer)

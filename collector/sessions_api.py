@@ -133,8 +133,7 @@ class SessionsApi:
     def authenticator(self):
         """The enabled token extension, or None when the API is open (no tokens)."""
         auth = self.config.auth or AuthConfig()
-        extension = getattr(self._host, "extension", lambda _id: None)
-        return extension(auth.authenticator)
+        return self._host.extension(auth.authenticator)
 
     def project(self, authorization: str | None, cookie: str | None) -> str | None:
         """The caller's project (None: every project, the API has no tokens).
@@ -164,9 +163,7 @@ class SessionsApi:
             interval=self.config.events_interval,
             max_subscribers=self.config.max_subscribers,
         )
-        on_exported = getattr(host, "on_exported", None)
-        if on_exported is not None:
-            on_exported(self.events.exported)
+        host.on_exported(self.events.exported)
         self.events.start()
         limits = asgi.Limits(
             max_connections=self.config.max_connections,

@@ -69,7 +69,9 @@ from dataclasses import dataclass
 
 from sessionlens import conventions as c
 from sessionlens.durations import Duration
+from sessionlens.collector.component import Capabilities, Consumer, Host, Processor, Settings
 from sessionlens.collector.pdata import Span
+from sessionlens.collector.processorhelper import FunctionProcessor
 from sessionlens.schema.names import SESSION_LIST
 
 TYPE = "autosession"
@@ -299,14 +301,14 @@ class AutoSessionProcessor:
                 self._traces.popitem(last=False)
         return ordered
 
-    def start(self, host) -> None:
+    def start(self, host: Host) -> None:
         """Rebuild windows and trace assignments from stored and spooled spans."""
         # The spool first: a record the inserter commits meanwhile is in ClickHouse by the
         # time of the queries below, so no span is missed by both.
         spooled = self._read_spool(host)
         client = None
         try:
-            client = host.storage_client() if host is not None else None
+            client = host.storage_client()
             if client is not None:
                 self._rebuild(client, host.database)
         except Exception as exc:  # storage down or no table yet: start empty, don't block
@@ -320,19 +322,16 @@ class AutoSessionProcessor:
                 client.close()
         self._add_spooled(*spooled)
 
-    def _read_spool(self, host) -> tuple[dict, OrderedDict]:
+    def _read_spool(self, host: Host) -> tuple[dict, OrderedDict]:
         """Auto-session windows (id → [start, end]) and trace assignments of the spooled spans."""
         windows: dict[str, list[int]] = {}
         traces: OrderedDict[tuple[str, bytes], tuple[str, str]] = OrderedDict()
-        spooled = getattr(host, "spooled", None)
-        if spooled is None:
-            return windows, traces
         now = time.time_ns()
         window_cutoff = now - int((self.config.inactivity_timeout + self.config.rebuild_margin) * _NS)
         trace_cutoff = now - self._timeout
         columns = ("Timestamp", "Duration", "TraceId", "ResourceAttributes", "SpanAttributes")
         try:
-            for start, duration, trace_hex, resource, attrs in spooled(columns):
+            for start, duration, trace_hex, resource, attrs in host.spooled(columns):
                 sid = attrs.get(c.SESSION_ID)
                 if not sid:
                     continue
@@ -367,9 +366,6 @@ class AutoSessionProcessor:
                 self._traces.popitem(last=False)
         if windows or traces:
             log.info("autosession: %d sessions and %d traces from the spool", len(windows), len(traces))
-
-    def shutdown(self) -> None:
-        pass
 
     # --- state (called with the lock held) --------------------------------------------
 
@@ -493,6 +489,15 @@ class AutoSessionProcessor:
         log.info("autosession: rebuilt %d sessions and %d traces", len(windows), len(traces))
 
 
-def create(config: Config, host: object = None) -> AutoSessionProcessor:
-    """An autosession processor for ``config``."""
-    return AutoSessionProcessor(config)
+def capabilities(config: Config) -> Capabilities:
+    """Spans and the engine path's columns."""
+    return Capabilities(columns=True)
+
+
+def create(config: Config, settings: Settings, next_consumer: Consumer) -> Processor:
+    """An autosession processor for ``config``, handing on to ``next_consumer``."""
+    processor = AutoSessionProcessor(config)
+    return FunctionProcessor(
+        settings, next_consumer, processor.process,
+        process_columns=processor.process_columns, start=processor.start,
+    )

@@ -8,22 +8,24 @@ the previous batch is still being stored (or, with ``flush_when_idle: false``, u
 on in one call (split at ``send_batch_max_size``), and each request is released with that
 call's outcome. So the receiver still acknowledges only exported spans, while storage sees
 large batches under load and idle requests are not held back.
+
+It has the shape of every processor — created with its next consumer, itself a consumer —
+but is not made of per-batch functions (``collector/processorhelper.py``): it calls its
+next consumer from its own thread with what it gathered, and declares so (``gathers``), so
+that the pipeline puts the decode stage after it.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from sessionlens.collector.component import ExportUnavailable, Host
+from sessionlens.collector.component import Capabilities, Consumer, ExportUnavailable, Host, Settings
 from sessionlens.collector.pdata import Batch
 from sessionlens.durations import Duration
 
 TYPE = "batch"
-
-Consumer = Callable[[Batch], None]
 
 
 @dataclass
@@ -70,26 +72,21 @@ class _Request:
 class GroupCommit:
     """Gathers concurrent calls into batches; each call returns when its batch is done."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, next_consumer: Consumer) -> None:
         self._config = config
-        self._downstream: Consumer | None = None
+        self._next = next_consumer
         self._pending: list[_Request] = []
         self._queued = 0
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
 
-    def wrap(self, downstream: Consumer) -> Consumer:
-        """The consumer to call upstream of this processor; batches go to ``downstream``."""
-        self._downstream = downstream
-        return self.consume
-
-    def start(self, host: Host | None = None) -> None:
+    def start(self, host: Host) -> None:
         self._thread = threading.Thread(target=self._run, name="batch", daemon=True)
         self._thread.start()
 
     def consume(self, batch: Batch) -> None:
-        """Queue ``batch``; return once it went downstream, or raise what that raised."""
+        """Queue ``batch``; return once it went to the next consumer, or raise what that raised."""
         request = _Request(batch)
         if not request.size:
             return
@@ -159,11 +156,11 @@ class GroupCommit:
         try:
             if limit and len(spans) > limit:
                 for start in range(0, len(spans), limit):
-                    self._downstream(Batch(spans[start : start + limit]))
+                    self._next.consume(Batch(spans[start : start + limit]))
                 if batch.requests:
-                    self._downstream(Batch(requests=batch.requests))
+                    self._next.consume(Batch(requests=batch.requests))
             else:
-                self._downstream(batch)
+                self._next.consume(batch)
         except BaseException as exc:  # every waiting request gets the outcome
             error = exc
         for request in requests:
@@ -171,5 +168,12 @@ class GroupCommit:
             request.done.set()
 
 
-def create(config: Config, host: Host | None = None) -> GroupCommit:
-    return GroupCommit(config)
+def capabilities(config: Config) -> Capabilities:
+    """It gathers (so the decode stage goes after it), and takes no columns: batches reach
+    it before the decode stage."""
+    return Capabilities(gathers=True)
+
+
+def create(config: Config, settings: Settings, next_consumer: Consumer) -> GroupCommit:
+    """A group commit feeding ``next_consumer`` from its own thread (once started)."""
+    return GroupCommit(config, next_consumer)

@@ -31,7 +31,9 @@ from datetime import date
 
 from sessionlens import conventions as c
 from sessionlens.durations import Duration
+from sessionlens.collector.component import Capabilities, Consumer, Host, Processor, Settings
 from sessionlens.collector.pdata import Span
+from sessionlens.collector.processorhelper import FunctionProcessor
 from sessionlens.schema.names import PRICES_VIEW
 from sessionlens.schema.price_seed import seed_rows
 from sessionlens.schema.prices import ModelPrice, PriceBook, cost_usd, load_price_rows
@@ -88,9 +90,9 @@ class CostProcessor:
         self._client = None
         self._view = ""
 
-    def start(self, host: object) -> None:
-        client = getattr(host, "storage_client", lambda: None)()
-        database = getattr(host, "database", None)
+    def start(self, host: Host) -> None:
+        client = host.storage_client()
+        database = host.database
         if client is not None and database:
             self._client, self._view = client, f"{ident(database)}.{ident(PRICES_VIEW)}"
             self._refresh()
@@ -197,6 +199,15 @@ class CostProcessor:
         )
 
 
-def create(config: Config, host: object = None) -> CostProcessor:
-    """A cost processor."""
-    return CostProcessor(config)
+def capabilities(config: Config) -> Capabilities:
+    """Spans and the engine path's columns."""
+    return Capabilities(columns=True)
+
+
+def create(config: Config, settings: Settings, next_consumer: Consumer) -> Processor:
+    """A cost processor, handing on to ``next_consumer``."""
+    processor = CostProcessor(config)
+    return FunctionProcessor(
+        settings, next_consumer, processor.process,
+        process_columns=processor.process_columns, start=processor.start, shutdown=processor.shutdown,
+    )

@@ -55,7 +55,9 @@ from dataclasses import dataclass
 from itertools import islice
 
 from sessionlens import conventions as c
+from sessionlens.collector.component import Capabilities, Consumer, Processor, Settings
 from sessionlens.collector.pdata import Span
+from sessionlens.collector.processorhelper import FunctionProcessor
 from sessionlens.processors.cost import format_cost
 
 TYPE = "normalize"
@@ -98,6 +100,11 @@ def _alias_table() -> dict[str, tuple[str, dict[str, str] | None]]:
 
 
 _LANGFUSE_KEYS = frozenset({c.LANGFUSE_USAGE_DETAILS, c.LANGFUSE_COST_DETAILS})
+
+
+def _alias_keys(aliases: dict) -> frozenset[str]:
+    """Every key this processor copies to another (an alias, Langfuse's JSON details)."""
+    return frozenset(aliases) | _LANGFUSE_KEYS
 # Searched in the span's keys joined with NUL, so a match is at the start of a key.
 _PROPERTY_PROBES = tuple("\0" + prefix for prefix in c.PROPERTY_ALIAS_PREFIXES)
 
@@ -251,30 +258,8 @@ class NormalizeProcessor:
         self._max_events = config.max_events
         self._max_links = config.max_links
         self._aliases = _alias_table()
-        self._alias_keys = frozenset(self._aliases) | _LANGFUSE_KEYS
+        self._alias_keys = _alias_keys(self._aliases)
         self._rank = {alias: i for i, alias in enumerate(self._aliases)}
-
-    def start(self, host: object) -> None:
-        pass
-
-    def shutdown(self) -> None:
-        pass
-
-    def extract_parameters(self) -> dict[str, object]:
-        """What sends a span to the span path on the engine path (``schema/ingest.py``):
-        whatever this processor would change — a limit reached, an alias, a property
-        prefix, an old HTTP name on a SERVER span, an invalid token count or cost."""
-        return {
-            "max_attributes": self._max_attributes,
-            "max_name": self._max_name,
-            "max_value": self._max_bytes,
-            "max_events": self._max_events,
-            "max_links": self._max_links,
-            "aliases": sorted(self._alias_keys),
-            "server_aliases": sorted({a for aliases in c.HTTP_SERVER_ALIASES.values() for a in aliases}),
-            "prefixes": list(c.PROPERTY_ALIAS_PREFIXES),
-            "counts": sorted(name for name, is_cost in _NUMERIC_NAMES.items() if not is_cost),
-        }
 
     def process_columns(self, spans) -> None:
         """The engine path holds only spans this processor leaves as they are."""
@@ -434,6 +419,24 @@ class NormalizeProcessor:
         return result
 
 
-def create(config: Config, host: object = None) -> NormalizeProcessor:
-    """A normalize processor for ``config``."""
-    return NormalizeProcessor(config)
+def capabilities(config: Config) -> Capabilities:
+    """Columns too, with the extract's rules for what this processor would change (a span
+    it would change takes the span path, ``schema/ingest.py``): a limit reached, an alias,
+    a property prefix, an old HTTP name on a SERVER span, an invalid token count or cost."""
+    return Capabilities(columns=True, extract_parameters={
+        "max_attributes": config.max_attributes,
+        "max_name": config.max_name_size,
+        "max_value": config.max_attribute_value_size,
+        "max_events": config.max_events,
+        "max_links": config.max_links,
+        "aliases": sorted(_alias_keys(_alias_table())),
+        "server_aliases": sorted({a for aliases in c.HTTP_SERVER_ALIASES.values() for a in aliases}),
+        "prefixes": list(c.PROPERTY_ALIAS_PREFIXES),
+        "counts": sorted(name for name, is_cost in _NUMERIC_NAMES.items() if not is_cost),
+    })
+
+
+def create(config: Config, settings: Settings, next_consumer: Consumer) -> Processor:
+    """A normalize processor for ``config``, handing on to ``next_consumer``."""
+    processor = NormalizeProcessor(config)
+    return FunctionProcessor(settings, next_consumer, processor.process, process_columns=processor.process_columns)

@@ -31,11 +31,32 @@ def database(chdb_url: str):
 
 
 class RecordingExporter:
-    """A test-local pipeline exporter: keeps what it was given; can be told to fail."""
+    """A test-local pipeline exporter (``component.Exporter``): keeps what it was given;
+    can be told to fail. It has no storage; it takes columns too when a test gives it an
+    ``engine_client`` (recording their span counts in ``columns``)."""
+
+    engine_client = None
+    database = None
 
     def __init__(self) -> None:
         self.batches: list[list] = []
+        self.columns: list[int] = []
         self.fail_with: Exception | None = None
+
+    def export_columns(self, columns) -> None:
+        self.columns.append(len(columns))
+
+    def start(self, host) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+    def new_client(self) -> None:
+        return None
+
+    def spooled(self, columns):
+        return iter(())
 
     @property
     def spans(self) -> list:

@@ -35,8 +35,8 @@ from sessionlens.processors import normalize
 from sessionlens.schema import ingest, migrate
 
 ROW_COLUMNS = clickhouse_exporter.COLUMNS
-NORMALIZE = normalize.create(normalize.Config())
-PARAMETERS = {**DEFAULT_PARAMETERS, **NORMALIZE.extract_parameters()}
+NORMALIZE = normalize.NormalizeProcessor(normalize.Config())
+PARAMETERS = {**DEFAULT_PARAMETERS, **normalize.capabilities(normalize.Config()).extract_parameters}
 
 
 @pytest.fixture(scope="module")

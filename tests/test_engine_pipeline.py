@@ -110,3 +110,91 @@ def test_the_engine_path_stores_and_answers_as_the_span_path(chdb_url, databases
     assert rows_on == rows_off
     sessions = "SELECT session_id, llm_calls, cost_usd, errors FROM {}.session_list ORDER BY session_id"
     assert client.query(sessions.format("engine_on")).result_rows == client.query(sessions.format("engine_off")).result_rows
+
+
+# --- a third party's processor, by its declaration --------------------------------------
+
+
+@pytest.fixture
+def watching_processor(monkeypatch):
+    """Processor ``watch``, a third party's module registered by config in the factory shape
+    of ``collector/component.py``: it records which form each batch reached it in, and
+    declares column support as its config says (``columns``)."""
+    import dataclasses
+    import sys
+    import types
+
+    from sessionlens.collector import config as config_module
+    from sessionlens.collector.component import Capabilities
+    from sessionlens.collector.processorhelper import FunctionProcessor
+
+    seen: list[tuple[str, int]] = []
+
+    @dataclasses.dataclass
+    class Config:
+        columns: bool = True
+
+    def create(config, settings, next_consumer):
+        def process(spans):
+            seen.append(("spans", len(spans)))
+
+        def process_columns(columns):
+            seen.append(("columns", len(columns)))
+
+        return FunctionProcessor(settings, next_consumer, process,
+                                 process_columns=process_columns if config.columns else None)
+
+    module = types.ModuleType("sessionlens_test_watch")
+    module.TYPE, module.Config, module.create = "watch", Config, create
+    module.capabilities = lambda config: Capabilities(columns=config.columns)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(config_module.REGISTRY["processors"], "watch", module.__name__)
+    return seen
+
+
+@pytest.mark.parametrize(("processors", "columns", "engine_path"), [
+    ("batch, normalize, watch", True, True),
+    ("batch, normalize, watch", False, False),  # watch declares no column support
+    ("batch, batch/2, watch", True, True),  # decoded after the leading gathering processors
+    ("normalize, batch, watch", True, False),  # a gathering processor after one that does not
+])
+def test_the_pipeline_follows_what_processors_declare(
+    chdb_url, recording_exporter, watching_processor, processors, columns, engine_path,
+):
+    """A third party's processor, registered by config, runs in a real pipeline; a processor
+    declaring no column support, or gathering after one that does not gather, sends every
+    request down the span path."""
+    from sessionlens.collector.config import parse
+    from sessionlens.collector.pipeline import Pipeline
+    from sessionlens.schema import ingest
+
+    # The engine path's decode stage on the test session's store; rows go to the recorder.
+    recording_exporter.engine_client = lambda: storage.connect(chdb_url, **ingest.SETTINGS)
+    pipeline = Pipeline(parse(f"""
+receivers:
+  otlp: {{protocols: {{grpc: {{endpoint: "127.0.0.1:0"}}}}}}
+processors:
+  batch: {{timeout: 20ms}}
+  batch/2: {{timeout: 20ms}}
+  normalize:
+  watch: {{columns: {str(columns).lower()}}}
+exporters:
+  recording:
+service:
+  pipelines:
+    traces: {{receivers: [otlp], processors: [{processors}], exporters: [recording]}}
+"""))
+    pipeline.start()
+    try:
+        assert pipeline.host.engine_path is engine_path
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port(pipeline)}") as channel:
+            export = export_stub(channel)
+            for trace in range(1, 4):
+                assert export(_request(trace, 5), timeout=30).partial_success.rejected_spans == 0
+    finally:
+        pipeline.shutdown()
+    forms = {form for form, _ in watching_processor}
+    assert forms == ({"columns"} if engine_path else {"spans"})
+    assert sum(n for _, n in watching_processor) == 15
+    # What reached the exporter, in the form the processor saw.
+    assert (sum(recording_exporter.columns), len(recording_exporter.spans)) == ((15, 0) if engine_path else (0, 15))

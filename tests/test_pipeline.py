@@ -10,10 +10,12 @@ import types
 import pytest
 
 from sessionlens.collector import config as config_module
-from sessionlens.collector.component import ExportUnavailable
+from sessionlens.collector.component import Capabilities, ExportUnavailable, Settings
 from sessionlens.collector.config import parse
 from sessionlens.collector.pdata import Batch, Span
 from sessionlens.collector.pipeline import Pipeline
+from sessionlens.collector.processorhelper import FunctionProcessor, isolated
+from sessionlens.processors import batch as batch_processor
 from sessionlens.processors.batch import Config as BatchConfig
 from sessionlens.processors.batch import GroupCommit
 
@@ -25,6 +27,8 @@ def _spans(n: int, name: str = "op") -> Batch:
 
 
 class Downstream:
+    """A next consumer that records its batches; can be held (``gate``) or told to fail."""
+
     def __init__(self) -> None:
         self.calls: list[Batch] = []
         self.gate = threading.Event()
@@ -32,7 +36,7 @@ class Downstream:
         self.entered = threading.Event()
         self.error: Exception | None = None
 
-    def __call__(self, spans: Batch) -> None:
+    def consume(self, spans: Batch) -> None:
         self.entered.set()
         self.gate.wait()
         if self.error:
@@ -41,10 +45,9 @@ class Downstream:
 
 
 def _batch(downstream: Downstream, **settings) -> tuple[GroupCommit, object]:
-    batch = GroupCommit(BatchConfig(**settings))
-    consume = batch.wrap(downstream)
-    batch.start()
-    return batch, consume
+    batch = batch_processor.create(BatchConfig(**settings), Settings("batch", None), downstream)
+    batch.start(None)
+    return batch, batch.consume
 
 
 def _concurrently(consume, requests: list[Batch]) -> list[BaseException | None]:
@@ -173,10 +176,17 @@ def test_shutdown_flushes_what_is_queued_and_then_refuses():
 # --- the pipeline built from a config -------------------------------------------------
 
 
+def _register(monkeypatch, kind: str, module: types.ModuleType) -> None:
+    """Make ``module`` the component type ``module.TYPE`` of configs, as a third party's."""
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(config_module.REGISTRY[kind], module.TYPE, module.__name__)
+
+
 @pytest.fixture
 def tagging_processors(monkeypatch):
-    """Processors ``tag/<name>`` that append their name to each span's ``trail`` attribute."""
-    started = []
+    """Processors ``tag/<name>`` — a third party's module with the factory shape of
+    ``collector/component.py`` — that append their id to each span's ``trail`` attribute."""
+    events = []
 
     @dataclasses.dataclass
     class Config:
@@ -187,23 +197,26 @@ def tagging_processors(monkeypatch):
             self.name = name
 
         def start(self, host) -> None:
-            started.append((self.name, host.storage_client(), host.database))
+            events.append(("started", self.name, host.storage_client(), host.database))
 
         def shutdown(self) -> None:
-            started.append(("stopped", self.name))
+            events.append(("stopped", self.name))
 
         def process(self, spans):
             for span in spans:
-                span.attributes["trail"] = span.attributes.get("trail", "") + self.name
+                span.attributes["trail"] = span.attributes.get("trail", "") + self.name + ";"
             return spans
 
+    def create(config, settings, next_consumer):
+        tag = Tag(settings.id)
+        events.append(("created", settings.id))
+        return FunctionProcessor(settings, next_consumer, tag.process, start=tag.start, shutdown=tag.shutdown)
+
     module = types.ModuleType("sessionlens_test_tag")
-    module.TYPE, module.Config = "tag", Config
-    names = iter("abc")
-    module.create = lambda config, host: Tag(next(names))
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setitem(config_module.REGISTRY["processors"], "tag", module.__name__)
-    return started
+    module.TYPE, module.Config, module.create = "tag", Config, create
+    module.capabilities = lambda config: Capabilities()  # spans only
+    _register(monkeypatch, "processors", module)
+    return events
 
 
 PIPELINE = """
@@ -222,20 +235,23 @@ service:
 
 
 def test_processors_run_in_configured_order_and_get_the_host(recording_exporter, tagging_processors):
-    started = tagging_processors
+    events = tagging_processors
     pipeline = Pipeline(parse(PIPELINE))
     pipeline.start()
     try:
-        assert [name for name, *_ in tagging_processors] == ["a", "b"]
-        # The recording exporter has neither new_client nor database.
-        assert tagging_processors[0][1:] == (None, None)
+        # Created and started from the exporter backwards: each after its next consumer.
+        assert [event[:2] for event in events] == [
+            ("created", "tag/second"), ("started", "tag/second"), ("created", "tag/first"), ("started", "tag/first"),
+        ]
+        # The recording exporter has no storage.
+        assert events[1][2:] == (None, None)
         pipeline.consume(_spans(3))
     finally:
         pipeline.shutdown()
-    assert [span.attributes["trail"] for span in recording_exporter.spans] == ["ab"] * 3
+    assert [span.attributes["trail"] for span in recording_exporter.spans] == ["tag/first;tag/second;"] * 3
     assert pipeline.receivers == []
     # Shut down in data-flow order, so each flushes into a downstream still running.
-    assert started[2:] == [("stopped", "a"), ("stopped", "b")]
+    assert events[4:] == [("stopped", "tag/first"), ("stopped", "tag/second")]
 
 
 def test_failed_start_stops_what_started(recording_exporter, tagging_processors):
@@ -273,9 +289,10 @@ def choking_processor(monkeypatch):
             return spans
 
     module = types.ModuleType("sessionlens_test_choke")
-    module.TYPE, module.Config, module.create = "choke", Config, lambda config, host: Choke()
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setitem(config_module.REGISTRY["processors"], "choke", module.__name__)
+    module.TYPE, module.Config = "choke", Config
+    module.capabilities = lambda config: Capabilities()
+    module.create = lambda config, settings, next_consumer: FunctionProcessor(settings, next_consumer, Choke().process)
+    _register(monkeypatch, "processors", module)
 
 
 def test_a_span_a_processor_fails_on_is_rejected_alone(recording_exporter, choking_processor):
@@ -334,8 +351,6 @@ service:
 
 
 def test_isolation_passes_storage_trouble_on_and_isolates_the_exporter_too():
-    from sessionlens.collector.pipeline import isolated
-
     spans = _spans(4).spans
     spans[2].name = "poison"
     exported: list[Span] = []

@@ -148,7 +148,7 @@ def test_a_price_change_applies_from_its_date_in_views_and_processor(store, chdb
                           "environment='', service='', agent='', user='')")[0]
     assert vitals["total_cost_usd"] == pytest.approx(old + new)
     # the collector's processor, reading the same table, stamps the same figures
-    processor = cost.create(cost.Config(), None)
+    processor = cost.CostProcessor(cost.Config())
     processor.start(_Host(chdb_url, db))
     try:
         stamped = processor.process([_span(t, a) for t, _, a in spans])
@@ -211,7 +211,7 @@ def test_views_and_processor_price_every_span_the_same(store, chdb_url):
     insert(client, db, spans)
     sql = {r["span_id"]: r["cost_usd"] for r in rows(client, f"SELECT span_id, cost_usd FROM {db}.session_detail(session_id='S4', project='')")}
     traces = dict(client.query(f"SELECT SpanId, CostUsd FROM {db}.otel_traces").result_rows)
-    processor = cost.create(cost.Config(), None)
+    processor = cost.CostProcessor(cost.Config())
     processor.start(_Host(chdb_url, db))
     try:
         stamped = processor.process([_span(t, a) for t, _, a in spans])

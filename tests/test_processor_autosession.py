@@ -35,7 +35,7 @@ def make_span(trace: int, start: int, end: int | None = None, attrs=None, resour
 
 
 def processor(**config) -> autosession.AutoSessionProcessor:
-    return autosession.create(autosession.Config(**config), None)
+    return autosession.AutoSessionProcessor(autosession.Config(**config))
 
 
 def sid(span: Span) -> str:
@@ -520,6 +520,9 @@ class StoreHost:
         from sessionlens.storage import connect
 
         return None if self.url is None else connect(self.url, database=self.database)
+
+    def spooled(self, columns):
+        return iter(())  # no spool
 
 
 def store(url: str, database: str, spans: list[Span]) -> None:

@@ -5,18 +5,33 @@ from __future__ import annotations
 import pytest
 
 from sessionlens import conventions as c
-from sessionlens.collector.pdata import Span
+from sessionlens.collector.component import Settings
+from sessionlens.collector.pdata import Batch, Span
 from sessionlens.processors import autosession, cost, normalize
 
 RESOURCE = {c.SERVICE_NAME: "app", c.SERVICE_INSTANCE_ID: "i-1"}
 
 
+class _Sink:
+    """The next consumer of the chain's last processor: keeps what reached it."""
+
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+
+    def consume(self, batch: Batch) -> None:
+        self.batches.append(batch)
+
+
 def chain(attributes: dict[str, str]) -> dict[str, str]:
-    span = Span(b"\x07" * 16, b"\x01" * 8, b"", "llm", 3, 1, 2, dict(attributes), RESOURCE)
-    batch = [span]
-    for module in (normalize, autosession, cost):
-        batch = module.create(module.Config(), None).process(batch)
-    return batch[0].attributes
+    """The span's attributes after the three processors, each created by its factory with
+    the next one, as the pipeline wires them."""
+    sink = _Sink()
+    consumer = sink
+    for module in (cost, autosession, normalize):
+        consumer = module.create(module.Config(), Settings(module.TYPE, None), consumer)
+    consumer.consume(Batch([Span(b"\x07" * 16, b"\x01" * 8, b"", "llm", 3, 1, 2, dict(attributes), RESOURCE)]))
+    ((span,),) = [batch.spans for batch in sink.batches]
+    return span.attributes
 
 
 @pytest.mark.parametrize(
@@ -91,8 +106,8 @@ _LANGFUSE = st.fixed_dictionaries({
 }).map(json.dumps)
 _NUMERIC_KEYS = (*c.TOKEN_COUNTS, c.COST, "gen_ai.usage.prompt_tokens", "llm.token_count.completion",
                  "llm.cost.total")
-_NORMALIZE = normalize.create(normalize.Config(), None)
-_COST = cost.create(cost.Config(), None)
+_NORMALIZE = normalize.NormalizeProcessor(normalize.Config())
+_COST = cost.CostProcessor(cost.Config())
 
 
 @settings(max_examples=200, deadline=None)
@@ -109,7 +124,7 @@ def test_any_token_or_cost_value_leaves_every_span_priceable_and_storable(values
         spans.append(Span(b"\x07" * 16, (i + 1).to_bytes(8, "big"), b"", "llm", 3, 1, 2, attributes, RESOURCE))
     # none of them may raise; normalize and cost are made once (cost's price book costs
     # about 0.3 s to build), autosession anew, so no example inherits another's sessions
-    batch = autosession.create(autosession.Config(), None).process(_NORMALIZE.process(spans))
+    batch = autosession.AutoSessionProcessor(autosession.Config()).process(_NORMALIZE.process(spans))
     batch = _COST.process(batch)
     assert len(batch) == len(spans)
     for span in batch:
@@ -144,7 +159,7 @@ def test_any_token_or_cost_value_leaves_every_span_priceable_and_storable(values
 )
 def test_out_of_range_numbers_are_dropped_with_a_counted_reason(attributes, kept, invalid):
     span = Span(b"\x07" * 16, b"\x01" * 8, b"", "llm", 3, 1, 2, dict(attributes), RESOURCE)
-    (out,) = normalize.create(normalize.Config(), None).process([span])
+    (out,) = normalize.NormalizeProcessor(normalize.Config()).process([span])
     a = out.attributes
     numeric = {k: v for k, v in a.items() if k in (*c.TOKEN_COUNTS, c.COST, "gen_ai.usage.prompt_tokens")}
     assert numeric == kept
@@ -154,5 +169,5 @@ def test_out_of_range_numbers_are_dropped_with_a_counted_reason(attributes, kept
 def test_valid_numbers_are_left_alone():
     attributes = {c.INPUT_TOKENS: "1000", c.OUTPUT_TOKENS: "0", c.COST: "0.000123", "llm.cost.total": "1e-5"}
     span = Span(b"\x07" * 16, b"\x01" * 8, b"", "llm", 3, 1, 2, dict(attributes), RESOURCE)
-    (out,) = normalize.create(normalize.Config(), None).process([span])
+    (out,) = normalize.NormalizeProcessor(normalize.Config()).process([span])
     assert out.attributes == attributes

@@ -23,11 +23,11 @@ EPOCH_DAY = date(1970, 1, 1)  # make_span's start time
 # One processor for the tests that price with the default config, as the collector keeps one
 # for its lifetime: each new one builds its price book from the installed genai-prices
 # package (about 0.3 s), which the property test below paid for every example.
-DEFAULT = cost.create(cost.Config(), None)
+DEFAULT = cost.CostProcessor(cost.Config())
 
 
 def priced(attributes: dict[str, str], config: cost.Config | None = None, start_ns: int | None = None) -> dict[str, str]:
-    processor = DEFAULT if config is None else cost.create(config, None)
+    processor = DEFAULT if config is None else cost.CostProcessor(config)
     span = make_span(attributes)
     if start_ns is not None:
         span.start_time_unix_nano = start_ns
@@ -168,7 +168,7 @@ def test_prices_come_from_the_price_table_and_follow_its_updates(chdb_url, datab
     apply(client, SchemaOptions(database=database))
     insert = "INSERT INTO model_prices (model, input_per_mtok, output_per_mtok, cached_input_per_mtok) VALUES"
     client.command(f"{insert} ('House-Model', 1000, 2000, 0)")
-    processor = cost.create(cost.Config(refresh_interval=0.0), None)
+    processor = cost.CostProcessor(cost.Config(refresh_interval=0.0))
     processor.start(_StorageHost(chdb_url, database))
     try:
         span = {c.OPERATION: "chat", c.REQUEST_MODEL: "house-model", c.INPUT_TOKENS: "1000", c.OUTPUT_TOKENS: "500"}

@@ -11,7 +11,7 @@ from span_factory import make_span
 
 
 def run(spans: list[Span], **config) -> list[Span]:
-    return normalize.create(normalize.Config(**config), None).process(spans)
+    return normalize.NormalizeProcessor(normalize.Config(**config)).process(spans)
 
 
 def test_spec_aliases_become_canonical_and_the_alias_is_kept():
@@ -198,7 +198,7 @@ def test_clean_span_is_left_as_it_is():
 )
 def test_bad_limits_are_rejected_with_the_field_name(field):
     with pytest.raises(ValueError, match=field):
-        normalize.create(normalize.Config(**{field: 0}), None)
+        normalize.NormalizeProcessor(normalize.Config(**{field: 0}))
 
 
 def _server_span(attributes: dict[str, str]) -> Span:
