@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"sessionlens collector: cannot start: {_one_line(exc)}", file=sys.stderr)
         return 1
     log.info("listening: %s (config %s)", ", ".join(pipeline.endpoints()), args.config)
-    while not stop.wait(3600):
+    # A short wait, not one long one: a signal the kernel hands to another thread only
+    # flags it for the main thread, which runs the handler when it next runs Python code.
+    while not stop.wait(1.0):
         pass
     log.info("shutting down: stop receiving, flush batches, close storage")
     pipeline.shutdown()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -121,6 +123,23 @@ def start_collector(config_path, log_path) -> subprocess.Popen:
              timeout=60, what="collector start")
     assert process.poll() is None, log_path.read_text()
     return process
+
+
+def terminate_through_a_worker_thread(process: subprocess.Popen) -> None:
+    """SIGTERM ``process`` as the kernel may deliver it: to one of its threads other than
+    the main one (any thread not blocking a signal may take a process's signal)."""
+    import ctypes
+
+    for tid in sorted(int(t) for t in os.listdir(f"/proc/{process.pid}/task")):
+        status = Path(f"/proc/{process.pid}/task/{tid}/status").read_text()
+        blocked = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")), 16)
+        if tid != process.pid and not blocked & (1 << (signal.SIGTERM - 1)):
+            break
+    else:
+        raise AssertionError("no thread but the main one takes SIGTERM")
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.tgkill(process.pid, tid, signal.SIGTERM) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill failed")
 
 
 def load_request(first_id: int, count: int) -> bytes:

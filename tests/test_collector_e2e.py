@@ -18,7 +18,16 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from sessionlens import conventions
 from sessionlens.collector.otlp_grpc import export_stub
 from sessionlens.storage import connect
-from collector_setup import CONFIG, free_port, grpc_port, load_request, start_collector, start_pipeline, wait_for
+from collector_setup import (
+    CONFIG,
+    free_port,
+    grpc_port,
+    load_request,
+    start_collector,
+    start_pipeline,
+    terminate_through_a_worker_thread,
+    wait_for,
+)
 
 
 def test_sdk_spans_reach_otel_traces_and_session_list(chdb_url, database, tmp_path):
@@ -93,7 +102,10 @@ def test_kill_9_mid_load_loses_no_acknowledged_span(tmp_path):
 
     log_path = tmp_path / "second.log"
     process = start_collector(config, log_path)  # recovers the spool
-    process.send_signal(signal.SIGTERM)
+    # Stopped by a SIGTERM that reaches a worker thread, not the main one: it must stop
+    # all the same (its main thread slept through such a signal, in an hour-long wait,
+    # until collector/cli.py woke it every second).
+    terminate_through_a_worker_thread(process)
     assert process.wait(timeout=90) == 0, log_path.read_text()
 
     query = textwrap.dedent(f"""
