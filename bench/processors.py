@@ -1,7 +1,8 @@
 """Micro-benchmark of the normalize, autosession and cost processors.
 
 Prints spans/s per processor (one thread, batches of 512) on realistic LLM spans with
-~16 attributes, half carrying an explicit session, half a mix of aliased names.
+~16 attributes, half carrying an explicit session, half a mix of aliased names; then the
+three in a row, called directly and as the pipeline wires them (consumers).
 Run: ``.venv/bin/python bench/processors.py``.
 """
 
@@ -11,7 +12,8 @@ import random
 import time
 
 from sessionlens import conventions as c
-from sessionlens.collector.pdata import Span
+from sessionlens.collector.component import Settings
+from sessionlens.collector.pdata import Batch, Span
 from sessionlens.processors import autosession, cost, normalize
 
 SPANS = 200_000
@@ -101,6 +103,26 @@ class Chain:
         return batch
 
 
+class _Sink:
+    def consume(self, batch: Batch) -> None:
+        pass
+
+
+class Consumers:
+    """The same three as the pipeline wires them: each made by its factory with its next
+    consumer (``collector/processorhelper.py``: a lock and the failure isolation per step).
+    Against ``Chain``, the cost of the consumer shape itself."""
+
+    def __init__(self) -> None:
+        consumer = _Sink()
+        for module in (cost, autosession, normalize):
+            consumer = module.create(module.Config(), Settings(module.TYPE, None), consumer)
+        self.head = consumer
+
+    def process(self, batch: list[Span]) -> None:
+        self.head.consume(Batch(batch))
+
+
 def main() -> None:
     base = make_spans(SPANS)
     sizes = {len(s.attributes) for s in base}
@@ -112,6 +134,7 @@ def main() -> None:
     bench("autosession", auto, base, prepare=(norm,))
     bench("cost", lambda: cost.CostProcessor(cost.Config()), base, prepare=(norm,))
     bench("all three", Chain, base)
+    bench("as consumers", Consumers, base)
 
 
 if __name__ == "__main__":
