@@ -119,7 +119,8 @@ def test_the_engine_path_stores_and_answers_as_the_span_path(chdb_url, databases
 def watching_processor(monkeypatch):
     """Processor ``watch``, a third party's module registered by config in the factory shape
     of ``collector/component.py``: it records which form each batch reached it in, and
-    declares column support as its config says (``columns``)."""
+    declares column support as its config says (``columns``); ``fail_on_columns`` makes its
+    ``process_columns`` raise."""
     import dataclasses
     import sys
     import types
@@ -133,6 +134,7 @@ def watching_processor(monkeypatch):
     @dataclasses.dataclass
     class Config:
         columns: bool = True
+        fail_on_columns: bool = False
 
     def create(config, settings, next_consumer):
         def process(spans):
@@ -140,6 +142,8 @@ def watching_processor(monkeypatch):
 
         def process_columns(columns):
             seen.append(("columns", len(columns)))
+            if config.fail_on_columns:
+                raise ValueError("a bug on the engine path")
 
         return FunctionProcessor(settings, next_consumer, process,
                                  process_columns=process_columns if config.columns else None)
@@ -152,14 +156,19 @@ def watching_processor(monkeypatch):
     return seen
 
 
-@pytest.mark.parametrize(("processors", "columns", "engine_path"), [
-    ("batch, normalize, watch", True, True),
-    ("batch, normalize, watch", False, False),  # watch declares no column support
-    ("batch, batch/2, watch", True, True),  # decoded after the leading gathering processors
-    ("normalize, batch, watch", True, False),  # a gathering processor after one that does not
+@pytest.mark.parametrize(("processors", "watch", "engine_path", "seen", "exported"), [
+    ("batch, normalize, watch", "{}", True, {"columns"}, "columns"),
+    # watch declares no column support
+    ("batch, normalize, watch", "{columns: false}", False, {"spans"}, "spans"),
+    # decoded after the leading gathering processors
+    ("batch, batch/2, watch", "{}", True, {"columns"}, "columns"),
+    # a gathering processor after one that does not
+    ("normalize, batch, watch", "{}", False, {"spans"}, "spans"),
+    # a processor failing on columns: their spans take the span path, through it too
+    ("batch, normalize, watch", "{fail_on_columns: true}", True, {"columns", "spans"}, "spans"),
 ])
 def test_the_pipeline_follows_what_processors_declare(
-    chdb_url, recording_exporter, watching_processor, processors, columns, engine_path,
+    chdb_url, recording_exporter, watching_processor, processors, watch, engine_path, seen, exported,
 ):
     """A third party's processor, registered by config, runs in a real pipeline; a processor
     declaring no column support, or gathering after one that does not gather, sends every
@@ -177,7 +186,7 @@ processors:
   batch: {{timeout: 20ms}}
   batch/2: {{timeout: 20ms}}
   normalize:
-  watch: {{columns: {str(columns).lower()}}}
+  watch: {watch}
 exporters:
   recording:
 service:
@@ -193,8 +202,9 @@ service:
                 assert export(_request(trace, 5), timeout=30).partial_success.rejected_spans == 0
     finally:
         pipeline.shutdown()
-    forms = {form for form, _ in watching_processor}
-    assert forms == ({"columns"} if engine_path else {"spans"})
-    assert sum(n for _, n in watching_processor) == 15
-    # What reached the exporter, in the form the processor saw.
-    assert (sum(recording_exporter.columns), len(recording_exporter.spans)) == ((15, 0) if engine_path else (0, 15))
+    assert {form for form, _ in watching_processor} == seen
+    for form in seen:
+        assert sum(n for f, n in watching_processor if f == form) == 15, form
+    # What reached the exporter, in the form the processor passed on.
+    assert (sum(recording_exporter.columns), len(recording_exporter.spans)) == (
+        (15, 0) if exported == "columns" else (0, 15))
