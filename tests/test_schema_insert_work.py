@@ -1,6 +1,10 @@
-"""Migration 7 moves insert-time work (stored RequestModel and ResendCount, a prefiltered
-policy test, no CallsToPrice state) and reads the 30-day vitals in one pass over the rollup:
-on the same spans every view answers exactly as migration 6's views answered."""
+"""Migrations that lighten insert and merge work change no answer.
+
+Migration 7 moves insert-time work (stored RequestModel and ResendCount, a prefiltered
+policy test, no CallsToPrice state) and reads the 30-day vitals in one pass over the rollup;
+migration 8 has otel_traces write compact parts up to 128 MiB and compress with LZ4. On the
+same spans every view answers exactly as migration 6's and 7's views answered, before and
+after a store holding data is upgraded."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import test_views as tv
 from sessionlens.storage import connect
 from sessionlens.schema.migrate import MIGRATIONS, SchemaOptions, apply
 
-BEFORE = 6  # the last migration before the one under test
+BEFORE = (6, 7)  # the migrations before the ones under test
 
 # finish reasons as any writer may send them: JSON arrays (escaped, upper case, several,
 # broken), bare words, and words that only contain a policy reason
@@ -153,9 +157,10 @@ def answers(client, db: str, spans: list[list], now: datetime) -> dict:
 
 @pytest.fixture
 def stores(chdb_url):
-    """A store of migration 6 and one of every migration, each given the same spans in three inserts."""
+    """A store of each of migrations 6 and 7 and one of every migration, each given the same
+    spans in three inserts."""
     client = connect(chdb_url)
-    dbs = {v: f"t_iw{v}_{uuid.uuid4().hex[:8]}" for v in (BEFORE, MIGRATIONS[-1].version)}
+    dbs = {v: f"t_iw{v}_{uuid.uuid4().hex[:8]}" for v in (*BEFORE, MIGRATIONS[-1].version)}
     now = datetime.now(timezone.utc)
     spans = realistic_spans(now) + tv.SPANS + tv.COUNTING
     try:
@@ -173,21 +178,27 @@ def stores(chdb_url):
 
 def test_every_view_answers_as_before_on_realistic_spans_and_after_the_upgrade(stores):
     client, dbs, spans, now = stores
-    before, after = (answers(client, db, spans, now) for db in dbs.values())
-    assert before.keys() == after.keys()
-    for key in before:
-        assert after[key] == before[key], key
+    after = answers(client, dbs[MIGRATIONS[-1].version], spans, now)
+    for version in BEFORE:
+        before = answers(client, dbs[version], spans, now)
+        assert before.keys() == after.keys()
+        for key in before:
+            assert after[key] == before[key], (version, key)
     # the span set exercises what changed: retries, policy events, transports, prices
-    vitals = before["vitals {}"]
+    vitals = after["vitals {}"]
     assert vitals["sessions"] > 40 and vitals["llm_calls"] > 100
-    flags = [(r["ResendCount"] > 0, r["IsPolicyEvent"], r["IsHttpClient"]) for r in before["spans"]]
+    flags = [(r["ResendCount"] > 0, r["IsPolicyEvent"], r["IsHttpClient"]) for r in after["spans"]]
     assert all(any(f[i] for f in flags) for i in range(3))
-    assert before["unpriced"]
+    assert after["unpriced"]
 
     # upgraded, the rows stored under migration 6 (no stored RequestModel/ResendCount:
-    # computed from the same expressions when read) answer as the rows stored after
-    apply(client, SchemaOptions(database=dbs[BEFORE]))
-    assert answers(client, dbs[BEFORE], spans, now) == after
+    # computed from the same expressions when read) and under 7 (ZSTD, wide parts) answer
+    # as the rows stored after, and still do once merges rewrite them with today's layout
+    for version in BEFORE:
+        apply(client, SchemaOptions(database=dbs[version]))
+        assert answers(client, dbs[version], spans, now) == after, version
+        client.command(f"OPTIMIZE TABLE {dbs[version]}.otel_traces FINAL")
+        assert answers(client, dbs[version], spans, now) == after, version
 
 
 def test_the_policy_prefilter_never_changes_the_answer(chdb_url, database):
@@ -218,3 +229,47 @@ def test_the_policy_prefilter_never_changes_the_answer(chdb_url, database):
     assert differ == []
     assert 0 < client.command(f"SELECT sum(IsPolicyEvent) FROM {database}.otel_traces") < len(rows)
     client.close()
+
+
+def test_the_spans_table_writes_compact_lz4_parts_its_columns_unchanged(chdb_url):
+    """Migration 8 changes how otel_traces' parts are laid out, not what it holds: the
+    clickhouseexporter's columns keep their types (the session columns their expressions),
+    an insert just over ClickHouse's 10 MiB wide-part threshold writes a compact part (one
+    data file: migration 7's store writes it wide), and the exporter's columns are LZ4."""
+    client = connect(chdb_url)
+    dbs = {v: f"t_lp{v}_{uuid.uuid4().hex[:8]}" for v in (7, MIGRATIONS[-1].version)}
+    # ~11 MiB of spans, one part: each span carries 40 KB of messages, as LLM spans do
+    big = [tv.span(datetime(2026, 1, 1) + timedelta(seconds=i), f"t{i // 4}", f"s{i}", "chat",
+                   {"gen_ai.operation.name": "chat", "session.id": f"s{i // 20}",
+                    "gen_ai.input.messages": json.dumps([{"role": "user", "content": "x" * 40_000}])},
+                   10) for i in range(280)]
+    try:
+        for version, db in dbs.items():
+            apply(client, SchemaOptions(database=db), until=version)
+            client.insert(f"{db}.otel_traces", big, column_names=tv.COLUMNS)
+        columns, kinds = {}, {}
+        for version, db in dbs.items():
+            columns[version] = [tuple(c.replace(db, "DB") for c in r) for r in client.query(
+                "SELECT name, type, default_kind, default_expression FROM system.columns "
+                "WHERE database = {d:String} AND table = 'otel_traces' ORDER BY position",
+                parameters={"d": db}).result_rows]
+            kinds[version] = client.query(
+                "SELECT part_type, data_uncompressed_bytes FROM system.parts WHERE database = {d:String} "
+                "AND table = 'otel_traces' AND active", parameters={"d": db}).result_rows
+        latest = MIGRATIONS[-1].version
+        assert columns[latest] == columns[7]
+        assert [k for k, _ in kinds[7]] == ["Wide"] and kinds[7][0][1] > 10 * 2**20
+        assert [k for k, _ in kinds[latest]] == ["Compact"]
+        codecs = dict(client.query(
+            "SELECT name, compression_codec FROM system.columns WHERE database = {d:String} "
+            "AND table = 'otel_traces' AND default_kind = ''", parameters={"d": dbs[latest]}).result_rows)
+        top = {k: v for k, v in codecs.items() if "." not in k}
+        assert top["Timestamp"] == "CODEC(Delta(8), LZ4)" and top["Duration"] == "CODEC(T64, LZ4)"
+        assert {v for k, v in top.items() if k not in ("Timestamp", "Duration")} == {"CODEC(LZ4)"}
+        # the same spans read back the same from either layout
+        read = "SELECT *, SessionId, SessionSource, Model, IsLlmCall FROM {}.otel_traces ORDER BY SpanId"
+        assert tv.rows(client, read.format(dbs[7])) == tv.rows(client, read.format(dbs[latest]))
+    finally:
+        for db in dbs.values():
+            client.command(f"DROP DATABASE IF EXISTS {db} SYNC")
+        client.close()

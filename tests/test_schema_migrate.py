@@ -173,6 +173,7 @@ RELEASED = {
     5: "b78852160b2332c5cc4d5d572f84c3f414a9424d9468fd9160b3bf9ba94d8a98",
     6: "dc8f894201f10e204069a01826c4c98e9b8e6f7a9c421603fd340b33600e0657",
     7: "4ad6af57cfe5439ca1c30d33f09f1664c003579d310d1771304ab91c492ff1d5",
+    8: "7fe05decc80ee22642cb10774704003f01a9cc3bb6d0746b0dcd0145069402c8",
 }
 """sha256 of every released migration file. A released file is never edited: a schema
 change is a new file, whose hash is added here when it lands."""
