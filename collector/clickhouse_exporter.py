@@ -238,7 +238,7 @@ class ClickHouseExporter:
                     cluster_name=self.config.cluster_name,
                     table_engine=self.config.table_engine,
                     # session status in the views follows the autosession processor's timeout
-                    inactivity_timeout=getattr(host, "inactivity_timeout", None),
+                    inactivity_timeout=host.inactivity_timeout if host is not None else None,
                 ),
             )
         self._remember_spooled_ids()

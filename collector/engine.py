@@ -17,6 +17,9 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
 from sessionlens import conventions as c
 from sessionlens.collector import otlp, records
 from sessionlens.collector.pdata import Batch, Request
@@ -131,14 +134,36 @@ class Decoder:
         slow: list[Request] = []
         try:
             fast, columns = self._extract(requests, slow)
-        except Exception as exc:  # e.g. a body the engine cannot read: Python says which
-            log.debug("engine decode failed, decoding in Python: %s", exc)
-            fast, columns, slow = [], None, requests
+        except Exception as exc:  # e.g. a body the engine cannot read
+            log.debug("engine decode failed: %s", exc)
+            fast, columns, slow = self._extract_readable(requests)
         if fast:
             batch.columns = SpanColumns(fast, columns)
         for request in slow:
             batch.spans.extend(decode_in_python(request))
         return batch
+
+    def _extract_readable(self, requests: list[Request]) -> tuple[list[Request], dict | None, list[Request]]:
+        """The extract again without the requests protobuf cannot parse strictly (a malformed
+        body, invalid UTF-8): those go to Python, which names what is wrong, so one bad
+        request does not send its whole batch down the span path. If the engine still
+        fails, every request takes the span path."""
+        readable, slow = [], []
+        for request in requests:
+            try:
+                ExportTraceServiceRequest.FromString(request.body)
+            except DecodeError:
+                slow.append(request)
+            else:
+                readable.append(request)
+        if not readable or not slow:  # nothing to retry, or nothing that explains the failure
+            return [], None, requests
+        try:
+            fast, columns = self._extract(readable, slow)
+        except Exception as exc:
+            log.debug("engine decode failed again, decoding in Python: %s", exc)
+            return [], None, requests
+        return fast, columns, slow
 
     def _extract(self, requests: list[Request], slow: list[Request]) -> tuple[list[Request], dict]:
         fd, path = tempfile.mkstemp(prefix="sessionlens-decode-", suffix=".records", dir=SCRATCH_DIR)

@@ -249,3 +249,33 @@ def test_realistic_llm_spans_take_the_engine_path(client):
     assert _engine(client, body, "acme")
     _reference(client, body, "acme")
     assert [_comparable(r) for r in _rows(client, "eng")] == [_comparable(r) for r in _rows(client, "ref")]
+
+
+def test_a_malformed_request_does_not_send_its_batch_down_the_span_path(client, chdb_url):
+    """A batch with one body the engine cannot read: the others still take the engine
+    path; the bad one is decoded in Python, which says it is malformed."""
+    from sessionlens.collector.engine import Decoder
+    from sessionlens.collector.pdata import Batch, Request
+
+    def good(trace: int) -> bytes:
+        request = ExportTraceServiceRequest()
+        scope = request.resource_spans.add().scope_spans.add()
+        for i in range(3):
+            span = scope.spans.add()
+            span.trace_id, span.span_id = trace.to_bytes(16, "big"), (trace * 10 + i + 1).to_bytes(8, "big")
+            span.name, span.start_time_unix_nano, span.end_time_unix_nano = "chat", 10**18, 10**18 + 5
+            kv = span.attributes.add()
+            kv.key, kv.value.string_value = c.OPERATION, "chat"
+        return request.SerializeToString()
+
+    bad = Request(b"\x0a\xff\xff")
+    batch = Batch(requests=[Request(good(1)), bad, Request(good(2))])
+    decoder = Decoder(lambda: storage.connect(chdb_url, **ingest.SETTINGS), {})
+    try:
+        decoder.decode(batch)
+    finally:
+        decoder.close()
+    assert bad.malformed and "not an OTLP" in bad.malformed
+    assert batch.spans == []
+    assert batch.columns is not None and len(batch.columns) == 6
+    assert sorted(set(batch.columns.columns["trace_id"])) == [(1).to_bytes(16, "big").hex(), (2).to_bytes(16, "big").hex()]
