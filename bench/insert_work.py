@@ -24,7 +24,9 @@ this process):
   unit each table adds to the merge bill;
 - ``parts`` written by the inserts (all tables) and the bytes each table keeps on disk.
 
-Then per table, for today's schema (and migration N's): rows, bytes on disk, merge pass.
+Then per table, for today's schema (and migration N's): rows, bytes on disk, merge pass;
+and what reading otel_traces directly costs once merges settle (``READS``: Grafana-like
+queries, median CPU ms), the other side of its parts' layout and codecs.
 The machine may be shared: compare variants within one run (the ratio column), not across runs.
 """
 
@@ -209,7 +211,34 @@ def variants(against: int | None) -> dict[str, Callable]:
     return out
 
 
-def run(client, make: Callable, batches: list, spans: int) -> dict:
+# Reads straight from otel_traces, as Grafana's panels and trace views make them: what the
+# parts' layout and codecs cost the other way (the session views read the rollups instead).
+READS = {
+    "cost by model": (
+        "SELECT if(Model = '', '(none)', Model) AS model, countIf(ResendCount = 0), sum(InputTokens), "
+        "sum(OutputTokens), sum(CostUsd) AS cost FROM {db}.otel_traces WHERE IsLlmCall "
+        "GROUP BY model ORDER BY cost DESC LIMIT 20"),
+    "trace by id": "SELECT * FROM {db}.otel_traces WHERE TraceId = {{trace:String}}",
+    "attribute =": "SELECT count() FROM {db}.otel_traces WHERE SpanAttributes['user.id'] = {{user:String}}",
+}
+
+
+def reads(client, db: str, runs: int = 5) -> dict[str, float]:
+    """Per query of ``READS``, the median CPU ms of this process over ``runs`` runs."""
+    traces = [r[0] for r in client.query(
+        f"SELECT TraceId FROM {db}.otel_traces ORDER BY cityHash64(TraceId) LIMIT {runs}").result_rows]
+    out = {}
+    for name, sql in READS.items():
+        times = []
+        for n in range(runs + 1):
+            c0 = time.process_time()
+            client.query(sql.format(db=db), parameters={"trace": traces[n % runs], "user": f"user-{7 * n}"})
+            times.append((time.process_time() - c0) * 1e3)
+        out[name] = statistics.median(times[1:])  # the first run warms the caches
+    return out
+
+
+def run(client, make: Callable, batches: list, spans: int, read: bool = False) -> dict:
     """One variant once: insert, let merges settle, one merge pass per table; CPU per span."""
     db = "bench_insert_work"
     client.command(f"DROP DATABASE IF EXISTS {db} SYNC")
@@ -227,6 +256,7 @@ def run(client, make: Callable, batches: list, spans: int) -> dict:
     parts = client.command("SELECT value FROM system.events WHERE event = 'MergeTreeDataWriterBlocks'") - written
     settle(client, db)
     t2 = thread_cpu()
+    read_ms = reads(client, db) if read else {}
     per_table = {}
     for table in tables(client, db):
         rows, size = client.query(
@@ -246,6 +276,7 @@ def run(client, make: Callable, batches: list, spans: int) -> dict:
         "parts": parts,
         "bytes": sum(t["bytes"] for t in per_table.values()),
         "tables": per_table,
+        "reads": read_ms,
     }
 
 
@@ -270,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.rounds):
         for name, make in (list(chosen.items()) if r % 2 == 0 else reversed(list(chosen.items()))):
             print(f"  round {r + 1}: {name}", file=sys.stderr, end="\033[K\r")
-            results[name].append(run(client, make, batches, args.spans))
+            results[name].append(run(client, make, batches, args.spans,
+                                     read=name.startswith(("today", "migration"))))
     print(file=sys.stderr)
     print(f"{args.spans:,} spans in {len(batches)} inserts of {args.batch:,}; median of {args.rounds} rounds "
           f"(alternated); µs of CPU per span; 'x today' = insert+bg against today's schema")
@@ -295,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {table:<28} {statistics.median(c['rows'] for c in cells):>9,.0f} "
                   f"{statistics.median(c['bytes'] for c in cells) / 2**20:>6.1f} "
                   f"{statistics.median(c['pass'] for c in cells):>6.1f}")
+        print("  reads of otel_traces once merges settle, median CPU ms: " + "  ".join(
+            f"{q} {statistics.median(r['reads'][q] for r in results[name]):.1f}" for q in READS))
     return 0
 
 
