@@ -6,7 +6,8 @@ Inserts the same realistic LLM spans (those of ``bench/exporter.py``, column bat
 exporter sends them, with its deduplication settings) into scratch databases of one
 embedded store: today's schema whole; today's with each piece of migration 8 put back as
 before (ZSTD(1) codecs, wide parts from 10 MiB); today's with one piece taken away at a
-time (each materialized view, the skip indexes), down to a bare clickhouseexporter table
+time (each materialized view, the skip indexes, the rollup's sumMap states), today's with
+an insert setting of the exporter's changed, down to a bare clickhouseexporter table
 (its columns only: no session columns, indexes or views) — and, with ``--against N``, a
 store migrated only up to migration N. Variants run in turn, ``--rounds`` times in
 alternating order, so each sees the same machine; medians are printed. Per variant, in
@@ -203,6 +204,7 @@ def variants(against: int | None) -> dict[str, Callable]:
                                                 "idx_span_attr_key", "idx_span_attr_value"),
         "- every skip index": without_indexes(),
         "- rollup's 2 sumMaps": rollup_without_summaps,
+        "optimize_on_insert = 0": today,
         "LZ4 session_spans": recoded("otel_traces_session_spans", "ZSTD(1)", "LZ4"),
         "no views": without_views(*VIEWS),
         "no views or indexes": without_indexes(views=tuple(VIEWS)),
@@ -238,7 +240,17 @@ def reads(client, db: str, runs: int = 5) -> dict[str, float]:
     return out
 
 
-def run(client, make: Callable, batches: list, spans: int, read: bool = False) -> dict:
+# Variants that change how the exporter inserts rather than the schema: their settings.
+INSERT_SETTINGS = {
+    # The rollup's view already gives one row per session of each insert, which the
+    # AggregatingMergeTree would merge again inside the block (states rebuilt, merged,
+    # written): nothing stored changes without it (views aggregate whatever merges left).
+    "optimize_on_insert = 0": {"optimize_on_insert": 0},
+}
+
+
+def run(client, make: Callable, batches: list, spans: int, read: bool = False,
+        settings: dict | None = None) -> dict:
     """One variant once: insert, let merges settle, one merge pass per table; CPU per span."""
     db = "bench_insert_work"
     client.command(f"DROP DATABASE IF EXISTS {db} SYNC")
@@ -251,6 +263,7 @@ def run(client, make: Callable, batches: list, spans: int, read: bool = False) -
                           "insert_deduplication_token": f"bench-{i}",
                           "deduplicate_blocks_in_dependent_materialized_views": 1,
                           "async_insert": 0,
+                          **(settings or {}),
                       })
     t1 = thread_cpu()
     parts = client.command("SELECT value FROM system.events WHERE event = 'MergeTreeDataWriterBlocks'") - written
@@ -302,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, make in (list(chosen.items()) if r % 2 == 0 else reversed(list(chosen.items()))):
             print(f"  round {r + 1}: {name}", file=sys.stderr, end="\033[K\r")
             results[name].append(run(client, make, batches, args.spans,
-                                     read=name.startswith(("today", "migration"))))
+                                     read=name.startswith(("today", "migration")),
+                                     settings=INSERT_SETTINGS.get(name)))
     print(file=sys.stderr)
     print(f"{args.spans:,} spans in {len(batches)} inserts of {args.batch:,}; median of {args.rounds} rounds "
           f"(alternated); µs of CPU per span; 'x today' = insert+bg against today's schema")
