@@ -10,7 +10,8 @@ time (each materialized view, the skip indexes, the rollup's sumMap states), tod
 an insert setting of the exporter's changed, down to a bare clickhouseexporter table
 (its columns only: no session columns, indexes or views) — and, with ``--against N``, a
 store migrated only up to migration N. Variants run in turn, ``--rounds`` times in
-alternating order, so each sees the same machine; medians are printed. Per variant, in
+alternating order, so each sees the same machine; medians are printed (and the range of
+the sum over the rounds: on a shared machine, a difference inside it is noise). Per variant, in
 µs of CPU per span (per-thread CPU from ``/proc/self/task/*/schedstat``; the engine runs in
 this process):
 
@@ -320,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     print(file=sys.stderr)
     print(f"{args.spans:,} spans in {len(batches)} inserts of {args.batch:,}; median of {args.rounds} rounds "
           f"(alternated); µs of CPU per span; 'x today' = insert+bg against today's schema")
-    print(f"{'variant':<24} {'insert':>7} {'bg':>6} {'sum':>6} {'x today':>7} {'pass':>6} {'parts':>5} {'MiB':>6}  bg threads")
+    print(f"{'variant':<24} {'insert':>7} {'bg':>6} {'sum':>6} {'(range)':>11} {'x today':>7} {'pass':>6} "
+          f"{'parts':>5} {'MiB':>6}  bg threads")
     med = lambda name, key: statistics.median(r[key] for r in results[name])  # noqa: E731
     base = None
     for name in chosen:
@@ -331,7 +333,10 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in r["bg_threads"].items():
                 threads.setdefault(k, []).append(v)
         top = sorted(((statistics.median(v), k) for k, v in threads.items()), reverse=True)[:3]
-        print(f"{name:<24} {med(name, 'insert'):>7.1f} {med(name, 'bg'):>6.1f} {total:>6.1f} {total / base:>7.2f} "
+        sums = [r["insert"] + r["bg"] for r in results[name]]
+        spread = f"({min(sums):.1f}-{max(sums):.1f})"
+        print(f"{name:<24} {med(name, 'insert'):>7.1f} {med(name, 'bg'):>6.1f} {total:>6.1f} {spread:>11} "
+              f"{total / base:>7.2f} "
               f"{med(name, 'pass'):>6.1f} {med(name, 'parts'):>5.0f} {med(name, 'bytes') / 2**20:>6.1f}  "
               + " ".join(f"{k} {v:.1f}" for v, k in top))
     for name in [n for n in chosen if n.startswith(("today", "migration"))]:
